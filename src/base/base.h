@@ -1,0 +1,53 @@
+/* base.h: small helpers shared by every module (hex, base64, clocks, bounded buffers).
+ * No project logic lives here. Functions return 0 or a count on success, negative errno on failure. */
+#ifndef P2P_BASE_H
+#define P2P_BASE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define P2P_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define P2P_MIN(a, b)    ((a) < (b) ? (a) : (b))
+#define P2P_MAX(a, b)    ((a) > (b) ? (a) : (b))
+
+/* Writes 2*len lowercase hex digits and a NUL to out (size >= 2*len+1). */
+void p2p_hex_encode(char *out, const uint8_t *in, size_t len);
+
+/* Decodes exactly outlen bytes from hex; returns 0, or -EINVAL on a bad digit or a length mismatch. */
+int p2p_hex_decode(uint8_t *out, size_t outlen, const char *hex, size_t hexlen);
+
+/* Decodes standard base64 (padding optional, surrounding whitespace ignored) into out.
+ * Returns the decoded length, -EINVAL on bad input or -ENOSPC when out is too small. */
+int p2p_b64_decode(uint8_t *out, size_t cap, const char *in, size_t inlen);
+
+/* Encodes len bytes as standard base64 with padding into out (NUL-terminated).
+ * Returns the string length or -ENOSPC. */
+int p2p_b64_encode(char *out, size_t cap, const uint8_t *in, size_t len);
+
+/* Monotonic clock in milliseconds (for adapters; protocol cores take `now` as a parameter). */
+uint64_t p2p_mono_ms(void);
+
+/* Wall clock in milliseconds since the Unix epoch (for record timestamps and logs only). */
+uint64_t p2p_wall_ms(void);
+
+/* A growable byte buffer that refuses to grow past `limit`. */
+typedef struct p2p_buf {
+    uint8_t *data;
+    size_t len;
+    size_t cap;
+    size_t limit;
+} p2p_buf_t;
+
+/* Initialises an empty buffer that may hold at most limit bytes. */
+void p2p_buf_init(p2p_buf_t *b, size_t limit);
+
+/* Appends n bytes; returns 0, -ENOMEM, or -E2BIG when the limit would be passed (buffer unchanged). */
+int p2p_buf_append(p2p_buf_t *b, const void *p, size_t n);
+
+/* Drops the first n bytes (n <= len). */
+void p2p_buf_consume(p2p_buf_t *b, size_t n);
+
+/* Frees the storage; the buffer may be reused after p2p_buf_init. Accepts NULL. */
+void p2p_buf_free(p2p_buf_t *b);
+
+#endif
