@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "dht/limits.h"
+#include "dht/dht-limits.h"
 
 #define DHT_ID_LEN  32
 #define DHT_PK_LEN  32 /* Ed25519 public key */
@@ -71,6 +71,8 @@ typedef struct dht_config {
     uint64_t epoch;      /* must grow across restarts of one identity (e.g. wall-clock microseconds) */
     bool ip_diversity;   /* cap contacts per /24 (IPv4) or /48 (IPv6) in a bucket; off on loopback */
     bool plaintext;      /* simulator only: skip the AEAD, keep the framing; never set in p2p-node */
+    uint32_t peer_cache; /* peers outside the table whose keys and replay windows are kept;
+                            0 = DHT_PEER_CACHE (the simulator sets a smaller value to save memory) */
     dht_send_fn send;    /* required */
     void *send_ctx;
 } dht_config_t;

@@ -1,4 +1,4 @@
-/* limits.h: every size, count and rate the DHT accepts, defined once. */
+/* dht-limits.h: every size, count and rate the DHT accepts, defined once. */
 #ifndef P2P_DHT_LIMITS_H
 #define P2P_DHT_LIMITS_H
 
