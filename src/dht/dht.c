@@ -155,7 +155,15 @@ static void contact_seen(dht_t *dht, const uint8_t *pk, const dht_id_t *id, cons
 {
     dht_contact_t *evict = NULL;
     int r = dht_table_insert(&dht->table, id, pk, addr, answered, now, &evict);
-    if (r == DHT_INS_ADDED) pin_peer(dht, pk, true);
+    if (r == DHT_INS_ADDED) {
+        pin_peer(dht, pk, true);
+        /* met through its own request: check that it answers before handing it out */
+        if (!answered) {
+            dht_contact_t *c = dht_table_find(&dht->table, id);
+            if (c) c->last_ping = now;
+            send_ping(dht, pk, addr, now);
+        }
+    }
     if (r == DHT_INS_REPLACEMENT && evict && now - evict->last_ping > DHT_RTO_MAX_MS) {
         evict->last_ping = now;
         send_ping(dht, evict->pk, &evict->addr, now);
