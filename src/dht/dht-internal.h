@@ -48,6 +48,9 @@
 #ifndef DHT_EXT_VOTES
 #define DHT_EXT_VOTES 16 /* external-address candidates remembered */
 #endif
+#ifndef DHT_WIDE_BUCKET0
+#define DHT_WIDE_BUCKET0 128 /* contacts in the farthest bucket (then 64, 32, then k): fewer hops */
+#endif
 #ifndef DHT_REPLAY_WINDOW
 #define DHT_REPLAY_WINDOW 64 /* out-of-order datagrams tolerated per peer */
 #endif
@@ -125,8 +128,9 @@ typedef struct dht_contact {
 } dht_contact_t;
 
 typedef struct dht_bucket {
-    dht_contact_t nodes[DHT_K];
+    dht_contact_t *nodes; /* capacity dht_bucket_cap() */
     int n;
+    int cap;
     dht_contact_t repl[DHT_REPLACEMENTS];
     int nrepl;
     uint64_t last_touched;
@@ -249,6 +253,9 @@ struct dht {
     dht_rng_t rng;
     uint64_t counter;    /* nonce counter under cfg.epoch */
     int64_t wall_offset; /* wall_ms - now */
+    struct {
+        uint16_t srtt, rttvar; /* over every peer: the timeout prior for peers with no sample */
+    } rtt;
     dht_table_t table;
     dht_peers_t peers;
     dht_pending_t *pending;

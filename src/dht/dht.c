@@ -51,25 +51,36 @@ static dht_peer_t *peer_for(dht_t *dht, const uint8_t *pk, uint64_t now)
 uint32_t dht_rto(const dht_t *dht, const uint8_t *pk)
 {
     dht_peer_t *p = pk ? dht_peers_find((dht_peers_t *)&dht->peers, pk) : NULL;
-    if (!p || p->srtt == 0) return DHT_RTO_DEFAULT_MS;
-    uint32_t rto = (uint32_t)p->srtt + 4u * p->rttvar;
+    uint32_t rto;
+    if (p && p->srtt)
+        rto = (uint32_t)p->srtt + 4u * p->rttvar;
+    else if (dht->rtt.srtt) /* no sample for this peer: what the network has shown so far */
+        rto = (uint32_t)dht->rtt.srtt + 4u * dht->rtt.rttvar;
+    else
+        return DHT_RTO_DEFAULT_MS;
     if (rto < DHT_RTO_MIN_MS) rto = DHT_RTO_MIN_MS;
     if (rto > DHT_RTO_MAX_MS) rto = DHT_RTO_MAX_MS;
     return rto;
 }
 
-static void rtt_sample(dht_peer_t *p, uint64_t rtt)
+static void rtt_update(uint16_t *srtt, uint16_t *rttvar, uint64_t rtt)
 {
-    if (rtt > 60000) rtt = 60000;
-    if (p->srtt == 0) {
-        p->srtt = (uint16_t)(rtt ? rtt : 1);
-        p->rttvar = (uint16_t)(rtt / 2);
+    if (*srtt == 0) {
+        *srtt = (uint16_t)(rtt ? rtt : 1);
+        *rttvar = (uint16_t)(rtt / 2);
         return;
     }
-    uint32_t err = rtt > p->srtt ? (uint32_t)rtt - p->srtt : p->srtt - (uint32_t)rtt;
-    p->rttvar = (uint16_t)((3u * p->rttvar + err) / 4u);
-    p->srtt = (uint16_t)((7u * p->srtt + rtt) / 8u);
-    if (p->srtt == 0) p->srtt = 1;
+    uint32_t err = rtt > *srtt ? (uint32_t)rtt - *srtt : *srtt - (uint32_t)rtt;
+    *rttvar = (uint16_t)((3u * *rttvar + err) / 4u);
+    *srtt = (uint16_t)((7u * *srtt + rtt) / 8u);
+    if (*srtt == 0) *srtt = 1;
+}
+
+static void rtt_sample(dht_t *dht, dht_peer_t *p, uint64_t rtt)
+{
+    if (rtt > 60000) rtt = 60000;
+    rtt_update(&p->srtt, &p->rttvar, rtt);
+    rtt_update(&dht->rtt.srtt, &dht->rtt.rttvar, rtt);
 }
 
 static void send_datagram(dht_t *dht, const uint8_t *buf, size_t len, const dht_addr_t *to,
@@ -332,7 +343,7 @@ static void handle_response(dht_t *dht, dht_peer_t *p, const dht_msg_t *m, const
     *pd = dht->pending[--dht->npending];
     if (copy.hello) memcpy(copy.pk, p->pk, DHT_PK_LEN);
 
-    rtt_sample(p, now - copy.sent);
+    rtt_sample(dht, p, now - copy.sent);
     p->answered = true;
     p->addr = *from;
     bool new_token = !p->has_token || memcmp(p->token, m->token, DHT_TOKEN_LEN) != 0;

@@ -7,18 +7,34 @@
 
 #include "dht/dht-internal.h"
 
+/* Far buckets cover most of the id space, so they hold more contacts (128, 64, 32 for the first
+ * three depths; k below and for the last bucket): a lookup's first round lands closer. */
+static int bucket_cap(const dht_table_t *t, int bi)
+{
+    if (bi == t->n - 1) return DHT_K;
+    int cap = DHT_WIDE_BUCKET0 >> bi;
+    return cap > DHT_K ? cap : DHT_K;
+}
+
 int dht_table_init(dht_table_t *t, const dht_id_t *self, bool diversity)
 {
     t->self = *self;
     t->buckets = calloc(1, sizeof(dht_bucket_t));
     if (!t->buckets) return -ENOMEM;
     t->n = 1;
+    t->buckets[0].cap = DHT_K;
+    t->buckets[0].nodes = calloc(DHT_K, sizeof(dht_contact_t));
+    if (!t->buckets[0].nodes) {
+        free(t->buckets);
+        return -ENOMEM;
+    }
     t->diversity = diversity;
     return 0;
 }
 
 void dht_table_free(dht_table_t *t)
 {
+    for (int i = 0; i < t->n && t->buckets; i++) free(t->buckets[i].nodes);
     free(t->buckets);
     t->buckets = NULL;
     t->n = 0;
@@ -41,14 +57,29 @@ dht_contact_t *dht_table_find(dht_table_t *t, const dht_id_t *id)
 static int split_last(dht_table_t *t)
 {
     if (t->n >= DHT_MAX_BUCKETS) return -ENOSPC;
+    dht_contact_t *fresh = calloc(DHT_K, sizeof(dht_contact_t));
+    if (!fresh) return -ENOMEM;
     dht_bucket_t *nb = realloc(t->buckets, sizeof(dht_bucket_t) * (size_t)(t->n + 1));
-    if (!nb) return -ENOMEM;
+    if (!nb) {
+        free(fresh);
+        return -ENOMEM;
+    }
     t->buckets = nb;
     dht_bucket_t *old = &t->buckets[t->n - 1], *neu = &t->buckets[t->n];
     memset(neu, 0, sizeof(*neu));
+    neu->nodes = fresh;
+    neu->cap = DHT_K;
     neu->last_touched = old->last_touched;
     int depth = t->n - 1;
     t->n++;
+    int wide = bucket_cap(t, depth);
+    if (wide > old->cap) {
+        dht_contact_t *grown = realloc(old->nodes, sizeof(dht_contact_t) * (size_t)wide);
+        if (grown) {
+            old->nodes = grown;
+            old->cap = wide;
+        }
+    }
     int keep = 0;
     for (int i = 0; i < old->n; i++) {
         if (dht_id_common_prefix(&t->self, &old->nodes[i].id) == depth)
@@ -65,6 +96,8 @@ static int split_last(dht_table_t *t)
             neu->repl[neu->nrepl++] = old->repl[i];
     }
     old->nrepl = rk;
+    /* a widened bucket takes its replacements at once */
+    while (old->nrepl > 0 && old->n < old->cap) old->nodes[old->n++] = old->repl[--old->nrepl];
     return 0;
 }
 
@@ -121,7 +154,7 @@ int dht_table_insert(dht_table_t *t, const dht_id_t *id, const uint8_t pk[DHT_PK
                 if (dht_addr_same_subnet(&b->nodes[i].addr, addr)) same++;
             if (same >= DHT_DIVERSITY_PER_SUBNET) return DHT_INS_REJECTED;
         }
-        if (b->n < DHT_K) {
+        if (b->n < b->cap) {
             fill_contact(&b->nodes[b->n++], id, pk, addr, answered, now);
             /* it may have been a replacement candidate */
             for (int i = 0; i < b->nrepl; i++) {
