@@ -47,17 +47,15 @@ int p2p_b64_decode(uint8_t *out, size_t cap, const char *in, size_t inlen)
         inlen--;
     }
     if (inlen == 0) return -EINVAL;
+    if (sodium_init() < 0) return -EIO;
     size_t need = inlen / 4 * 3 + 3;
     uint8_t *tmp = malloc(need);
     if (!tmp) return -ENOMEM;
     size_t got = 0;
     const char *end = NULL;
-    int rc = sodium_base642bin(tmp, need, in, inlen, NULL, &got, &end,
-                               sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
-    if (rc != 0) {
-        rc = sodium_base642bin(tmp, need, in, inlen, NULL, &got, &end,
-                               sodium_base64_VARIANT_ORIGINAL);
-    }
+    int variant = in[inlen - 1] == '=' ? sodium_base64_VARIANT_ORIGINAL
+                                       : sodium_base64_VARIANT_ORIGINAL_NO_PADDING;
+    int rc = sodium_base642bin(tmp, need, in, inlen, NULL, &got, &end, variant);
     if (rc != 0 || end != in + inlen) {
         free(tmp);
         return -EINVAL;
@@ -74,6 +72,7 @@ int p2p_b64_decode(uint8_t *out, size_t cap, const char *in, size_t inlen)
 
 int p2p_b64_encode(char *out, size_t cap, const uint8_t *in, size_t len)
 {
+    if (sodium_init() < 0) return -EIO;
     size_t need = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
     if (cap < need) return -ENOSPC;
     sodium_bin2base64(out, cap, in, len, sodium_base64_VARIANT_ORIGINAL);

@@ -50,4 +50,19 @@ void p2p_buf_consume(p2p_buf_t *b, size_t n);
 /* Frees the storage; the buffer may be reused after p2p_buf_init. Accepts NULL. */
 void p2p_buf_free(p2p_buf_t *b);
 
+/* Limits for p2p_msgpack_scan(). */
+#define P2P_MSGPACK_MAX_DEPTH 64 /* deepest nesting any caller may allow */
+typedef struct p2p_msgpack_limits {
+    size_t max_len;     /* bytes one object may span */
+    size_t max_depth;   /* nesting levels (<= P2P_MSGPACK_MAX_DEPTH) */
+    uint64_t max_objects; /* objects in all, containers included */
+} p2p_msgpack_limits_t;
+
+/* Scans the msgpack object at the start of buf without allocating: checks its framing, that every
+ * declared container count could fit in max_len, the depth and the object count. Returns 0 with
+ * *frame_len = the object's size; -EAGAIN when more bytes are needed (within max_len); -EMSGSIZE
+ * past max_len; -E2BIG too many objects; -ELOOP too deep; -EBADMSG for the unused byte 0xc1. */
+int p2p_msgpack_scan(const uint8_t *buf, size_t len, const p2p_msgpack_limits_t *lim,
+                     size_t *frame_len);
+
 #endif

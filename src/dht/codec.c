@@ -12,6 +12,7 @@
 #include <msgpack.h>
 #include <sodium.h>
 
+#include "base/base.h"
 #include "dht/dht-internal.h"
 
 typedef struct wbuf {
@@ -88,15 +89,28 @@ int dht_msg_encode(const dht_msg_t *m, size_t pad_to, uint8_t *out, size_t cap)
         break;
     }
     if (padded) {
-        size_t rest = pad_to > w.len + 3 ? pad_to - w.len - 3 : 0;
-        if (rest == 0) {
+        /* one bin field brings the body to exactly pad_to bytes (bin8 or bin16 header) */
+        size_t gap = pad_to > w.len ? pad_to - w.len : 0;
+        if (gap < 3) {
             msgpack_pack_nil(&pk);
         } else {
-            if (w.len + 3 + rest > cap) return -EMSGSIZE;
-            msgpack_pack_bin(&pk, rest);
-            if (w.len + rest > cap) return -EMSGSIZE;
-            memset(out + w.len, 0, rest);
-            w.len += rest;
+            if (w.overflow || w.len + gap > cap) return -EMSGSIZE;
+            uint8_t *h = out + w.len;
+            size_t body;
+            if (gap - 2 <= 255) {
+                body = gap - 2;
+                h[0] = 0xc4;
+                h[1] = (uint8_t)body;
+                w.len += 2;
+            } else {
+                body = gap - 3;
+                h[0] = 0xc5;
+                h[1] = (uint8_t)(body >> 8);
+                h[2] = (uint8_t)body;
+                w.len += 3;
+            }
+            memset(out + w.len, 0, body);
+            w.len += body;
         }
     }
     if (w.overflow) return -EMSGSIZE;
@@ -196,6 +210,10 @@ int dht_msg_decode(dht_msg_t *m, const uint8_t *buf, size_t len)
 {
     memset(m, 0, sizeof(*m));
     if (len == 0 || len > DHT_MAX_PLAIN) return -EBADMSG;
+    /* structure, declared lengths and depth first: msgpack-c allocates from declared lengths */
+    static const p2p_msgpack_limits_t lim = {DHT_MAX_PLAIN, DHT_MSGPACK_DEPTH, DHT_MAX_PLAIN};
+    size_t obj_len;
+    if (p2p_msgpack_scan(buf, len, &lim, &obj_len) != 0 || obj_len != len) return -EBADMSG;
     /* the zone is sized from the input; a declared length larger than the input fails to parse */
     msgpack_zone zone;
     if (!msgpack_zone_init(&zone, 2048)) return -ENOMEM;

@@ -190,7 +190,7 @@ typedef struct dht_op {
     uint8_t kind;
     uint32_t gen;
     dht_id_t target;
-    dht_cand_t cand[DHT_SHORTLIST];
+    dht_cand_t *cand; /* DHT_SHORTLIST entries, allocated while the op runs */
     int ncand;
     int inflight; /* requests not yet soft-timed-out */
     uint32_t messages;
@@ -261,6 +261,8 @@ struct dht {
     dht_pending_t *pending;
     size_t npending;
     dht_op_t ops[DHT_MAX_LOOKUPS];
+    int nops;  /* slots in use */
+    int ndone; /* of which finished, awaiting dht_ops_finish() */
     dht_store_t store;
     dht_pub_t *pubs;
     int npubs;
@@ -390,6 +392,8 @@ void dht_op_on_reply(dht_t *dht, dht_pending_t *p, const dht_msg_t *m, uint64_t 
 void dht_op_on_timeout(dht_t *dht, dht_pending_t *p, bool hard, uint64_t now);
 void dht_op_step(dht_t *dht, int op, uint64_t now);
 void dht_op_cancel_all(dht_t *dht);
+/* Frees a slot whose op never started (no callback). */
+void dht_op_abort(dht_t *dht, int op);
 /* Runs the callbacks of finished operations and frees their slots. */
 void dht_ops_finish(dht_t *dht, uint64_t now);
 

@@ -527,9 +527,7 @@ uint64_t dht_next_deadline(const dht_t *dht)
         uint64_t d = pd->late ? pd->hard_deadline : pd->soft_deadline;
         if (d < next) next = d;
     }
-    for (int i = 0; i < DHT_MAX_LOOKUPS; i++)
-        if (dht->ops[i].used && dht->ops[i].done) return dht->now;
-    return next;
+    return dht->ndone > 0 ? dht->now : next;
 }
 
 uint64_t dht_periodic(dht_t *dht, uint64_t now)
@@ -540,7 +538,7 @@ uint64_t dht_periodic(dht_t *dht, uint64_t now)
         maintenance(dht, now);
         dht->next_maintenance = now + MAINTENANCE_MS;
     }
-    for (int i = 0; i < DHT_MAX_LOOKUPS; i++)
+    for (int i = 0; i < DHT_MAX_LOOKUPS && dht->nops > 0; i++)
         if (dht->ops[i].used && !dht->ops[i].done) dht_op_step(dht, i, now);
     dht_ops_finish(dht, now);
     return dht_next_deadline(dht);
@@ -563,7 +561,7 @@ static void republish(dht_t *dht, dht_pub_t *pub, uint64_t now)
     dht_op_t *o = &dht->ops[op];
     o->rec = malloc(sizeof(dht_record_t));
     if (!o->rec) {
-        o->used = false;
+        dht_op_abort(dht, op);
         return;
     }
     *o->rec = pub->rec;
@@ -714,7 +712,7 @@ int dht_put(dht_t *dht, const dht_id_t *key, const uint8_t *value, size_t len, u
     dht_op_t *o = &dht->ops[op];
     o->rec = malloc(sizeof(dht_record_t));
     if (!o->rec) {
-        o->used = false;
+        dht_op_abort(dht, op);
         return -ENOMEM;
     }
     *o->rec = *r;

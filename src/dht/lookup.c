@@ -19,8 +19,12 @@ int dht_op_start(dht_t *dht, int kind, const dht_id_t *target, uint64_t now)
     }
     if (slot < 0) return -ENOBUFS;
     dht_op_t *o = &dht->ops[slot];
+    dht_cand_t *cand = calloc(DHT_SHORTLIST, sizeof(dht_cand_t));
+    if (!cand) return -ENOMEM;
     uint32_t gen = o->gen + 1;
     memset(o, 0, sizeof(*o));
+    o->cand = cand;
+    dht->nops++;
     o->gen = gen;
     o->used = true;
     o->kind = (uint8_t)kind;
@@ -37,6 +41,28 @@ int dht_op_start(dht_t *dht, int kind, const dht_id_t *target, uint64_t now)
     }
     dht->table.buckets[dht_table_bucket_of(&dht->table, target)].last_touched = now;
     return slot;
+}
+
+static void mark_done(dht_t *dht, dht_op_t *o)
+{
+    if (o->done) return;
+    o->done = true;
+    dht->ndone++;
+}
+
+void dht_op_abort(dht_t *dht, int opi)
+{
+    dht_op_t *o = &dht->ops[opi];
+    if (!o->used) return;
+    if (o->done) dht->ndone--;
+    free(o->cand);
+    free(o->found);
+    free(o->rec);
+    o->cand = NULL;
+    o->found = NULL;
+    o->rec = NULL;
+    o->used = o->done = false;
+    dht->nops--;
 }
 
 static dht_cand_t *cand_find(dht_op_t *o, const uint8_t *pk)
@@ -84,7 +110,7 @@ static void start_stores(dht_t *dht, int opi, uint64_t now)
         }
     }
     o->ncand = -1; /* marks the store phase */
-    if (o->stores_pending == 0) o->done = true;
+    if (o->stores_pending == 0) mark_done(dht, o);
 }
 
 void dht_op_step(dht_t *dht, int opi, uint64_t now)
@@ -116,7 +142,7 @@ void dht_op_step(dht_t *dht, int opi, uint64_t now)
         start_stores(dht, opi, now);
         return;
     }
-    o->done = true;
+    mark_done(dht, o);
 }
 
 static void merge_record(dht_t *dht, dht_op_t *o, const uint8_t *buf, size_t len, int depth,
@@ -153,11 +179,11 @@ static dht_op_t *op_of(dht_t *dht, const dht_pending_t *p)
     return o;
 }
 
-static void store_acked(dht_op_t *o, bool ok)
+static void store_acked(dht_t *dht, dht_op_t *o, bool ok)
 {
     if (o->stores_pending > 0) o->stores_pending--;
     if (ok) o->stored++;
-    if (o->stores_pending == 0) o->done = true;
+    if (o->stores_pending == 0) mark_done(dht, o);
 }
 
 void dht_op_on_reply(dht_t *dht, dht_pending_t *p, const dht_msg_t *m, uint64_t now)
@@ -165,7 +191,7 @@ void dht_op_on_reply(dht_t *dht, dht_pending_t *p, const dht_msg_t *m, uint64_t 
     dht_op_t *o = op_of(dht, p);
     if (!o) return;
     if (p->purpose == DHT_REQ_STORE) {
-        store_acked(o, m->status == 0);
+        store_acked(dht, o, m->status == 0);
         return;
     }
     if (o->ncand < 0) return;
@@ -194,7 +220,7 @@ void dht_op_on_timeout(dht_t *dht, dht_pending_t *p, bool hard, uint64_t now)
     dht_op_t *o = op_of(dht, p);
     if (!o) return;
     if (p->purpose == DHT_REQ_STORE) {
-        if (hard) store_acked(o, false);
+        if (hard) store_acked(dht, o, false);
         return;
     }
     if (o->ncand < 0) return;
@@ -220,10 +246,13 @@ static void account(dht_t *dht, int label, uint64_t ms)
 static void finish_one(dht_t *dht, dht_op_t *o, int forced_status, uint64_t now)
 {
     dht_op_t op = *o; /* the slot is free before the callback runs, so it may start new ops */
+    if (o->done) dht->ndone--;
+    dht->nops--;
     o->used = false;
     o->done = false;
     o->found = NULL;
     o->rec = NULL;
+    o->cand = NULL;
     uint64_t dur = now - op.started;
     dht_contact_info_t nodes[DHT_K];
     int n = 0, answered = 0, closest_depth = -1;
@@ -271,10 +300,12 @@ static void finish_one(dht_t *dht, dht_op_t *o, int forced_status, uint64_t now)
     }
     free(op.found);
     free(op.rec);
+    free(op.cand);
 }
 
 void dht_ops_finish(dht_t *dht, uint64_t now)
 {
+    if (dht->ndone == 0) return;
     for (int i = 0; i < DHT_MAX_LOOKUPS; i++)
         if (dht->ops[i].used && dht->ops[i].done) finish_one(dht, &dht->ops[i], 0, now);
 }

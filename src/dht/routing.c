@@ -116,8 +116,10 @@ static void add_replacement(dht_bucket_t *b, const dht_contact_t *c)
 {
     for (int i = 0; i < b->nrepl; i++) {
         if (memcmp(b->repl[i].id.b, c->id.b, DHT_ID_LEN) == 0) {
-            b->repl[i] = *c;
-            return;
+            /* seen again: it becomes the freshest, at the end */
+            memmove(&b->repl[i], &b->repl[i + 1], sizeof(dht_contact_t) * (size_t)(b->nrepl - i - 1));
+            b->nrepl--;
+            break;
         }
     }
     if (b->nrepl == DHT_REPLACEMENTS) {

@@ -14,6 +14,7 @@
 typedef struct rpc_registry rpc_registry_t;
 typedef struct rpc_local rpc_local_t;
 typedef struct node_log node_log_t;
+typedef struct node_store node_store_t;
 
 #define NODE_NAME_MAX 63
 #define NODE_PATH_MAX 1024
@@ -59,7 +60,38 @@ typedef struct node {
     rpc_local_t *rpc;     /* DATA_DIR/rpc.sock server */
     uint64_t start_wall_ms;
     uint64_t start_mono_ms;
+
+    /* Daemon wiring (daemon.c). Set only by node_start(); other modules may read them. */
+    node_store_t *store;             /* DATA_DIR/node.db; node->db is its handle */
+    char rpc_path[NODE_PATH_MAX + 16]; /* DATA_DIR/rpc.sock */
+    uint64_t ready_mono_ms;          /* when "ready" was logged, 0 before */
+    bool joined;                     /* a lookup of our own id completed with contacts */
+    /* private to daemon.c */
+    uv_timer_t save_timer, boot_timer;
+    uv_getaddrinfo_t resolve_req[NODE_MAX_BOOTSTRAP];
+    bool resolving[NODE_MAX_BOOTSTRAP];
+    uint64_t last_boot_ms;
+    bool self_lookup_running, stopping;
+    int lock_fd;
+    int pending_parts;
+    void (*stopped_cb)(void *arg);
+    void *stopped_arg;
 } node_t;
+
+/* Starts the node described by node->cfg on loop (node zeroed apart from cfg): data dir, lock,
+ * store, keys, DHT, saved state, bootstrap, local RPC socket, then logs "ready". log is borrowed.
+ * Returns 0, or a negative errno after writing one line to err; on failure the caller still runs the
+ * loop until handles close, then node_stop is not needed (everything opened was released). */
+int node_start(node_t *node, uv_loop_t *loop, node_log_t *log, char *err, size_t errlen);
+
+/* Saves the store, closes every handle and file of a started node. done_cb runs from the loop once
+ * all is closed and released (node itself is the caller's). Calling it twice does nothing. */
+void node_stop(node_t *node, void (*done_cb)(void *arg), void *arg);
+
+/* Runs the daemon in the foreground with signals (SIGINT/SIGTERM stop, SIGHUP reloads the log level
+ * from argv and the environment). Returns the process exit code: 0 after a clean stop, 2 when a
+ * key file or key value is malformed (one line on stderr), 1 on other start failures. */
+int node_run(const node_config_t *cfg, int argc, char *const *argv, node_log_t *log);
 
 /* Registers the node's own methods (system.local.node.*, system.local.dht.*) in reg, with node as
  * their context. Returns 0 or a negative errno. Implemented in node_methods.c. */

@@ -1,0 +1,142 @@
+#!/bin/sh
+# bench/run.sh BUILD_DIR: the benchmarks behind `./run.sh bench` (issue 2, "What must be measured").
+#   1. dht-sim: 10,000 nodes x 2,000 lookups (plain; 50 ms / 1 % loss; 20 % churn), then 100,000 nodes.
+#   2. DHT request rate of one p2p-node on loopback with crypto on (bench/dht-load.c drives it from
+#      another process pinned to another core), with the node's CPU split user/system and its
+#      hottest symbols (perf) to say what bounds it.
+#   3. Idle RSS and start-to-ready time of p2p-node (bench/node_ready.py).
+# Prints tables; raw JSON goes to BUILD_DIR/bench-out/. Set BENCH_QUICK=1 to skip the 100k run.
+set -eu
+
+B=$(cd "${1:-build}" && pwd)
+HERE=$(cd "$(dirname "$0")" && pwd)
+OUT="$B/bench-out"
+mkdir -p "$OUT"
+PY=/usr/bin/python3
+
+find_bin() { # name candidates...
+    for c in "$@"; do
+        if [ -x "$c" ]; then echo "$c"; return 0; fi
+    done
+    return 1
+}
+SIM=$(find_bin "$B/dht-sim" "$B/src/sim/dht-sim") || { echo "bench: dht-sim not built in $B" >&2; exit 1; }
+LOAD=$(find_bin "$B/dht-load" "$B/src/sim/dht-load") || LOAD=
+NODE=$(find_bin "$B/p2p-node" "$B/src/node/p2p-node") || NODE=
+
+echo "== machine"
+echo "cpu: $(lscpu | sed -n 's/^Model name: *//p') x $(nproc) cores; mem: $(free -g | awk '/Mem:/{print $2}') GiB; $(date -u +%Y-%m-%dT%H:%MZ)"
+echo
+
+# ---- 1. simulator ----
+table() { # json files...
+    $PY - "$@" <<'EOF'
+import json, sys
+cols = ["nodes", "lookups", "churn", "success_rate", "hops_p50", "hops_p99", "latency_ms_p50",
+        "latency_ms_p99", "messages_per_lookup", "wall_seconds", "peak_rss_bytes"]
+rows = []
+for path in sys.argv[1:]:
+    with open(path) as f:
+        d = json.load(f)
+    label = open(path + ".args").read().strip()
+    d["peak_rss_bytes"] = "%.0f MiB" % (d["peak_rss_bytes"] / 2**20)
+    rows.append([label] + [str(d[c]) for c in cols])
+head = ["args"] + cols
+w = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
+for r in [head] + rows:
+    print("  ".join(x.ljust(w[i]) for i, x in enumerate(r)))
+EOF
+}
+
+run_sim() { # name args...
+    name=$1
+    shift
+    echo "$*" >"$OUT/sim-$name.json.args"
+    echo "bench: dht-sim $*" >&2
+    "$SIM" "$@" >"$OUT/sim-$name.json" 2>"$OUT/sim-$name.log"
+}
+
+echo "== dht-sim (the real DHT core on a virtual network; without --crypto the AEAD is replaced by a keyed MAC)"
+run_sim 10k --nodes 10000 --lookups 2000 --seed 1
+run_sim 10k-lat --nodes 10000 --lookups 2000 --latency-ms 50 --loss 0.01 --seed 1
+run_sim 10k-churn --nodes 10000 --lookups 2000 --churn 0.2 --seed 1
+files="$OUT/sim-10k.json $OUT/sim-10k-lat.json $OUT/sim-10k-churn.json"
+if [ "${BENCH_QUICK:-0}" != 1 ]; then
+    run_sim 100k --nodes 100000 --lookups 2000 --seed 1
+    files="$files $OUT/sim-100k.json"
+fi
+table $files
+echo
+
+# ---- 2. request rate of one node ----
+free_port() {
+    $PY -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+cpu_ticks() { # pid -> "utime stime"
+    awk '{print $14, $15}' "/proc/$1/stat"
+}
+
+if [ -n "$NODE" ] && [ -n "$LOAD" ]; then
+    echo "== DHT request rate: one p2p-node (pinned to cpu 0) under dht-load (cpu 1), crypto on"
+    T=$(mktemp -d /tmp/p2p-bench.XXXXXX)
+    $PY -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())' >"$T/net.key"
+    DP=$(free_port)
+    HP=$(free_port)
+    taskset -c 0 "$NODE" --name loadbench --data-dir "$T/data" --dht-host 127.0.0.1 --dht-port "$DP" \
+        --port "$HP" --network-key-file "$T/net.key" --log-level ERROR >"$OUT/node.log" 2>&1 &
+    NPID=$!
+    i=0
+    while [ ! -S "$T/data/rpc.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    sleep 0.5
+    HZ=$(getconf CLK_TCK)
+    for type in ping find_node; do
+        set -- $(cpu_ticks $NPID)
+        u0=$1 s0=$2
+        t0=$(date +%s.%N)
+        taskset -c 1 "$LOAD" --target "127.0.0.1:$DP" --network-key-file "$T/net.key" --type $type \
+            --seconds 5 >"$OUT/load-$type.json" 2>"$OUT/load-$type.log" || true
+        t1=$(date +%s.%N)
+        set -- $(cpu_ticks $NPID)
+        u1=$1 s1=$2
+        $PY - "$OUT/load-$type.json" "$u0" "$s0" "$u1" "$s1" "$t0" "$t1" "$HZ" <<'EOF' || cat "$OUT/load-$type.log"
+import json, sys
+d = json.load(open(sys.argv[1]))
+u0, s0, u1, s1 = (int(x) for x in sys.argv[2:6])
+t0, t1, hz = float(sys.argv[6]), float(sys.argv[7]), int(sys.argv[8])
+wall = t1 - t0  # includes the generator's set-up (hello, precompute) when the node is idle
+print(f"{d['type']:9}  replies/s {d['replies_per_s']:>9.0f}  sent/s {d['requests_per_s']:>9.0f}  "
+      f"replies {d['replies']}/{d['sent']}  valid {d['replies_valid']}/{d['replies_checked']}  "
+      f"node cpu: user {(u1-u0)/hz:.2f}s sys {(s1-s0)/hz:.2f}s over {wall:.1f}s "
+      f"(blast {d['seconds']:.1f}s)")
+EOF
+    done
+    if command -v perf >/dev/null 2>&1; then
+        taskset -c 1 "$LOAD" --target "127.0.0.1:$DP" --network-key-file "$T/net.key" --seconds 6 \
+            >/dev/null 2>&1 &
+        LPID=$!
+        sleep 2.5 # skip the generator's precompute
+        perf record -q -g -p $NPID -o "$OUT/node.perf" -- sleep 3 >/dev/null 2>&1 || true
+        wait $LPID || true
+        echo "node profile under PING load (perf, self time, top entries):"
+        perf report -i "$OUT/node.perf" --no-children --stdio --sort dso,sym 2>/dev/null |
+            grep -E '^ +[0-9.]+%' | head -15 || true
+        echo "by library:"
+        perf report -i "$OUT/node.perf" --no-children --stdio --sort dso 2>/dev/null |
+            grep -E '^ +[0-9.]+%' | head -6 || true
+    fi
+    kill $NPID 2>/dev/null || true
+    wait $NPID 2>/dev/null || true
+    rm -rf "$T"
+    echo
+else
+    echo "== DHT request rate: skipped (p2p-node or dht-load not built)"
+    echo
+fi
+
+# ---- 3. idle node ----
+if [ -n "$NODE" ]; then
+    echo "== p2p-node start to ready (rpc.sock answers rpc.ping) and idle RSS"
+    $PY "$HERE/node_ready.py" "$NODE" 10 | tee "$OUT/node-ready.json"
+else
+    echo "== p2p-node start/RSS: skipped (p2p-node not built)"
+fi

@@ -1,0 +1,184 @@
+/* main.c: the p2p-node command line: the daemon and the keygen, token and version subcommands. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "base/base.h"
+#include "node/config.h"
+#include "node/keys.h"
+#include "node/log.h"
+#include "node/node.h"
+#include "rpc/rpc.h"
+
+extern char **environ;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: p2p-node [flags]                 run the node in the foreground\n"
+            "       p2p-node keygen                  print a new network key (base64)\n"
+            "       p2p-node token --role ROLE [--sub NAME] [--ttl DURATION] [flags]\n"
+            "                                        mint a JWT (roles: viewer, operator, admin;\n"
+            "                                        DURATION: 30s, 15m, 1h, 7d or seconds)\n"
+            "       p2p-node version                 print the version\n"
+            "       p2p-node --help                  this text\n\n"
+            "flags (environment and config-file names in the second column;\n"
+            "precedence: flag > environment > config file > default):\n");
+    node_config_usage(out);
+}
+
+static int parse_config(node_config_t *cfg, int argc, char **argv)
+{
+    char err[NODE_PATH_MAX + 256];
+    if (node_config_parse(cfg, argc, argv, environ, isatty(2), err, sizeof(err)) < 0) {
+        fprintf(stderr, "p2p-node: %s\n", err);
+        return 2;
+    }
+    return 0;
+}
+
+static int cmd_keygen(int argc)
+{
+    uint8_t key[DHT_NET_KEY_LEN];
+    char b64[64];
+    if (argc > 2) {
+        fprintf(stderr, "p2p-node: keygen takes no arguments\n");
+        return 2;
+    }
+    randombytes_buf(key, sizeof(key));
+    p2p_b64_encode(b64, sizeof(b64), key, sizeof(key));
+    sodium_memzero(key, sizeof(key));
+    printf("%s\n", b64);
+    return 0;
+}
+
+/* Takes --role, --sub and --ttl out of argv (in place); the rest are config flags. */
+static int take_token_flags(int *argc, char **argv, const char **role, const char **sub,
+                            const char **ttl)
+{
+    int out = 0;
+    for (int i = 0; i < *argc; i++) {
+        const char **dst = NULL;
+        const char *name = argv[i], *val = NULL;
+        static const char *const names[3] = {"--role", "--sub", "--ttl"};
+        const char **dsts[3] = {role, sub, ttl};
+        for (int k = 0; k < 3; k++) {
+            size_t n = strlen(names[k]);
+            if (strncmp(name, names[k], n) == 0 && (name[n] == '\0' || name[n] == '=')) {
+                dst = dsts[k];
+                val = name[n] == '=' ? name + n + 1 : NULL;
+            }
+        }
+        if (!dst) {
+            argv[out++] = argv[i];
+            continue;
+        }
+        if (!val) {
+            if (i + 1 >= *argc) {
+                fprintf(stderr, "p2p-node: flag %s needs a value\n", name);
+                return 2;
+            }
+            val = argv[++i];
+        }
+        *dst = val;
+    }
+    *argc = out;
+    return 0;
+}
+
+static int cmd_token(int argc, char **argv)
+{
+    const char *role = NULL, *sub = "cli", *ttl = NULL;
+    node_config_t cfg;
+    char err[NODE_PATH_MAX + 256];
+    int rc = take_token_flags(&argc, argv, &role, &sub, &ttl);
+    if (rc) return rc;
+    if (!role) {
+        fprintf(stderr, "p2p-node: token needs --role viewer|operator|admin\n");
+        return 2;
+    }
+    if (rpc_role_parse(role) <= 0) {
+        fprintf(stderr, "p2p-node: invalid --role '%s': must be viewer, operator or admin\n", role);
+        return 2;
+    }
+    if (!*sub || strlen(sub) > 256) {
+        fprintf(stderr, "p2p-node: invalid --sub: must be 1..256 characters\n");
+        return 2;
+    }
+    if ((rc = parse_config(&cfg, argc, argv))) return rc;
+    unsigned long long ttl_s = (unsigned long long)cfg.token_expire_minutes * 60u;
+    if (ttl && node_config_parse_duration(ttl, &ttl_s) < 0) {
+        fprintf(stderr, "p2p-node: invalid --ttl '%s': want 30s, 15m, 1h, 7d or seconds\n", ttl);
+        return 2;
+    }
+    node_t *node = calloc(1, sizeof(*node));
+    if (!node) return 1;
+    node->cfg = cfg;
+    char *jwt = NULL;
+    rc = 1;
+    if (!cfg.auth_secret_b64[0] && !cfg.auth_secret_file[0] &&
+        node_data_dir_ensure(cfg.data_dir) < 0) {
+        fprintf(stderr, "p2p-node: cannot create data dir %s\n", cfg.data_dir);
+        goto done;
+    }
+    int lr = node_auth_secret_load(node, err, sizeof(err));
+    if (lr < 0) {
+        fprintf(stderr, "p2p-node: %s\n", err);
+        rc = lr == -EINVAL ? 2 : 1;
+        goto done;
+    }
+    if (rpc_jwt_mint(node->auth_secret, node->auth_secret_len, role, sub, "p2p-admin", ttl_s,
+                     (uint64_t)time(NULL), &jwt) < 0) {
+        fprintf(stderr, "p2p-node: cannot mint the token\n");
+        goto done;
+    }
+    printf("%s\n", jwt);
+    rc = 0;
+done:
+    free(jwt);
+    sodium_memzero(node, sizeof(*node));
+    free(node);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (sodium_init() < 0) {
+        fprintf(stderr, "p2p-node: libsodium failed to initialise\n");
+        return 1;
+    }
+    const char *cmd = argc > 1 ? argv[1] : "";
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("p2p-node %s\n", P2P_VERSION);
+        return 0;
+    }
+    if (!strcmp(cmd, "keygen")) return cmd_keygen(argc);
+    if (!strcmp(cmd, "token")) return cmd_token(argc - 2, argv + 2);
+    if (argc > 1 && argv[1][0] != '-') {
+        fprintf(stderr, "p2p-node: unknown command '%s' (see p2p-node --help)\n", argv[1]);
+        return 2;
+    }
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return 0;
+        }
+    }
+    node_config_t cfg;
+    int rc = parse_config(&cfg, argc - 1, argv + 1);
+    if (rc) return rc;
+    node_log_t *log = node_log_new(stderr, cfg.log_level, cfg.log_json);
+    if (!log) return 1;
+    rc = node_run(&cfg, argc - 1, argv + 1, log);
+    node_log_free(log);
+    return rc;
+}

@@ -1,0 +1,334 @@
+/* local.c: the libuv adapter serving the RPC session protocol on a unix socket (DATA_DIR/rpc.sock,
+ * mode 0600). It owns the listener, the connections, their output queues (backpressure: a
+ * connection whose client does not read its replies stops being read, and is closed past a hard
+ * limit), one deadline timer per connection, and the clocks the protocol core is given. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "rpc/rpc-internal.h"
+
+#ifndef RPC_READ_CHUNK
+#define RPC_READ_CHUNK 65536 /* bytes read from a socket at once */
+#endif
+
+typedef struct conn conn_t;
+
+struct rpc_local {
+    uv_loop_t *loop;
+    uv_pipe_t listener;
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    rpc_registry_t *reg;
+    rpc_auth_config_t auth; /* points into the copies below */
+    uint8_t *secret, *prev_secret;
+    char *audience;
+    conn_t *conns;
+    size_t n_conns;
+    size_t closing; /* handles whose close_cb has not run yet, while stopping */
+    bool stopping;
+    void (*done_cb)(void *arg);
+    void *done_arg;
+    char rbuf[RPC_READ_CHUNK];
+};
+
+struct conn {
+    rpc_local_t *srv;
+    uv_pipe_t pipe;
+    uv_timer_t timer;
+    rpc_session_t *sess;
+    conn_t *prev, *next;
+    size_t queued; /* reply bytes handed to libuv and not yet written */
+    int open;      /* handles not yet closed */
+    bool reading;
+    bool draining; /* close once the queue is written (after a PARSE_ERROR) */
+    bool kill;     /* close at the next safe point */
+    bool closed;
+};
+
+typedef struct wreq {
+    uv_write_t req;
+    conn_t *c;
+    size_t len;
+    uint8_t data[];
+} wreq_t;
+
+static void maybe_done(rpc_local_t *s)
+{
+    if (!s->stopping || s->closing > 0) return;
+    void (*cb)(void *) = s->done_cb;
+    void *arg = s->done_arg;
+    free(s->secret);
+    free(s->prev_secret);
+    free(s->audience);
+    free(s);
+    if (cb) cb(arg);
+}
+
+static void conn_close_cb(uv_handle_t *h)
+{
+    conn_t *c = h->data;
+    if (--c->open > 0) return;
+    rpc_local_t *s = c->srv;
+    free(c);
+    if (s->stopping) {
+        s->closing--;
+        maybe_done(s);
+    }
+}
+
+/* Closes a connection. Must not run inside the session's own call chain. */
+static void conn_close(conn_t *c)
+{
+    rpc_local_t *s = c->srv;
+    if (c->closed) return;
+    c->closed = true;
+    rpc_session_free(c->sess);
+    c->sess = NULL;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    s->n_conns--;
+    if (s->stopping) s->closing++;
+    uv_close((uv_handle_t *)&c->pipe, conn_close_cb);
+    uv_close((uv_handle_t *)&c->timer, conn_close_cb);
+}
+
+static void timer_cb(uv_timer_t *t);
+
+/* Re-arms the deadline timer, or fires it at once when the connection must close. */
+static void arm(conn_t *c, uint64_t next)
+{
+    if (c->closed) return;
+    if (c->kill) {
+        uv_timer_start(&c->timer, timer_cb, 0, 0);
+        return;
+    }
+    if (next == UINT64_MAX) {
+        uv_timer_stop(&c->timer);
+        return;
+    }
+    uint64_t now = p2p_mono_ms();
+    uv_timer_start(&c->timer, timer_cb, next > now ? next - now : 0, 0);
+}
+
+static void timer_cb(uv_timer_t *t)
+{
+    conn_t *c = t->data;
+    if (c->kill) {
+        conn_close(c);
+        return;
+    }
+    arm(c, rpc_session_periodic(c->sess, p2p_mono_ms()));
+    if (c->kill) conn_close(c);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    conn_t *c = h->data;
+    buf->base = c->srv->rbuf;
+    buf->len = sizeof(c->srv->rbuf);
+}
+
+static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+
+static void set_reading(conn_t *c, bool on)
+{
+    if (c->closed || c->reading == on) return;
+    c->reading = on;
+    if (on)
+        uv_read_start((uv_stream_t *)&c->pipe, alloc_cb, read_cb);
+    else
+        uv_read_stop((uv_stream_t *)&c->pipe);
+}
+
+static void write_cb(uv_write_t *req, int status)
+{
+    wreq_t *w = (wreq_t *)req;
+    conn_t *c = w->c;
+    c->queued -= w->len;
+    free(w);
+    if (c->closed) return;
+    if (status < 0 || (c->draining && c->queued == 0)) {
+        conn_close(c);
+        return;
+    }
+    if (!c->draining && c->queued < RPC_MAX_OUTPUT / 2) set_reading(c, true);
+}
+
+/* The session's output: queued on the socket, counted for backpressure. */
+static int conn_write(void *ctx, const uint8_t *buf, size_t len)
+{
+    conn_t *c = ctx;
+    if (c->closed || c->kill) return -EPIPE;
+    if (c->queued + len > RPC_MAX_OUTPUT_HARD) {
+        c->kill = true; /* the client reads nothing: drop it from a safe point */
+        set_reading(c, false);
+        uv_timer_start(&c->timer, timer_cb, 0, 0);
+        return -ENOBUFS;
+    }
+    wreq_t *w = malloc(sizeof(*w) + len);
+    if (!w) return -ENOMEM;
+    memcpy(w->data, buf, len);
+    w->c = c;
+    w->len = len;
+    uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)len);
+    int r = uv_write(&w->req, (uv_stream_t *)&c->pipe, &b, 1, write_cb);
+    if (r < 0) {
+        free(w);
+        c->kill = true;
+        uv_timer_start(&c->timer, timer_cb, 0, 0);
+        return r;
+    }
+    c->queued += len;
+    if (c->queued > RPC_MAX_OUTPUT) set_reading(c, false);
+    return 0;
+}
+
+static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    conn_t *c = st->data;
+    if (nread == 0) return;
+    if (nread < 0) {
+        conn_close(c);
+        return;
+    }
+    uint64_t now = p2p_mono_ms();
+    int r = rpc_session_input(c->sess, (const uint8_t *)buf->base, (size_t)nread, now,
+                              p2p_wall_ms() / 1000);
+    if (c->kill) {
+        conn_close(c);
+        return;
+    }
+    if (r < 0) {
+        /* PARSE_ERROR was queued: stop reading and close once it is written. */
+        c->draining = true;
+        set_reading(c, false);
+        if (c->queued == 0) conn_close(c);
+        return;
+    }
+    arm(c, rpc_session_periodic(c->sess, now));
+}
+
+static void reject_close_cb(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void connection_cb(uv_stream_t *ls, int status)
+{
+    rpc_local_t *s = ls->data;
+    if (status < 0 || s->stopping) return;
+    conn_t *c = calloc(1, sizeof(*c));
+    if (!c || s->n_conns >= RPC_MAX_CONNECTIONS) {
+        /* accept and drop, so the backlog does not fill with clients we will not serve */
+        uv_pipe_t *p = malloc(sizeof(*p));
+        free(c);
+        if (!p || uv_pipe_init(s->loop, p, 0) < 0) {
+            free(p);
+            return;
+        }
+        if (uv_accept(ls, (uv_stream_t *)p) < 0) {
+        }
+        uv_close((uv_handle_t *)p, reject_close_cb);
+        return;
+    }
+    c->srv = s;
+    uv_pipe_init(s->loop, &c->pipe, 0);
+    uv_timer_init(s->loop, &c->timer);
+    c->pipe.data = c->timer.data = c;
+    c->open = 2;
+    c->next = s->conns;
+    if (s->conns) s->conns->prev = c;
+    s->conns = c;
+    s->n_conns++;
+    c->sess = rpc_session_new(s->reg, &s->auth, conn_write, c);
+    if (!c->sess || uv_accept(ls, (uv_stream_t *)&c->pipe) < 0) {
+        conn_close(c);
+        return;
+    }
+    set_reading(c, true);
+}
+
+static void listener_close_cb(uv_handle_t *h)
+{
+    rpc_local_t *s = h->data;
+    s->closing--;
+    maybe_done(s);
+}
+
+static uint8_t *dup_bytes(const uint8_t *p, size_t n)
+{
+    uint8_t *d = malloc(n ? n : 1);
+    if (d && n) memcpy(d, p, n);
+    return d;
+}
+
+int rpc_local_start(uv_loop_t *loop, const char *path, rpc_registry_t *reg,
+                    const rpc_auth_config_t *auth, rpc_local_t **out)
+{
+    struct stat st;
+    int r = -ENOMEM;
+    *out = NULL;
+    if (!loop || !path || !reg || !auth || strlen(path) >= sizeof(((rpc_local_t *)0)->path))
+        return path && strlen(path) > 0 ? -ENAMETOOLONG : -EINVAL;
+    rpc_local_t *s = calloc(1, sizeof(*s));
+    if (!s) return -ENOMEM;
+    s->loop = loop;
+    s->reg = reg;
+    strcpy(s->path, path);
+    if (auth->secret && !(s->secret = dup_bytes(auth->secret, auth->secret_len))) goto fail;
+    if (auth->prev_secret &&
+        !(s->prev_secret = dup_bytes(auth->prev_secret, auth->prev_secret_len)))
+        goto fail;
+    if (auth->audience && !(s->audience = strdup(auth->audience))) goto fail;
+    s->auth = (rpc_auth_config_t){s->secret, auth->secret_len, s->prev_secret,
+                                  auth->prev_secret_len, s->audience};
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            r = -EEXIST;
+            goto fail;
+        }
+        unlink(path);
+    }
+    if ((r = uv_pipe_init(loop, &s->listener, 0)) < 0) goto fail;
+    s->listener.data = s;
+    mode_t old = umask(0177);
+    r = uv_pipe_bind(&s->listener, path);
+    umask(old);
+    if (r == 0 && chmod(path, 0600) < 0) r = -errno;
+    if (r == 0) r = uv_listen((uv_stream_t *)&s->listener, 128, connection_cb);
+    if (r < 0) {
+        /* The handle lives inside s: the loop frees s from its close callback. */
+        unlink(path);
+        s->stopping = true;
+        s->closing = 1;
+        uv_close((uv_handle_t *)&s->listener, listener_close_cb);
+        return r;
+    }
+    *out = s;
+    return 0;
+fail:
+    free(s->secret);
+    free(s->prev_secret);
+    free(s->audience);
+    free(s);
+    return r;
+}
+
+void rpc_local_stop(rpc_local_t *s, void (*done_cb)(void *arg), void *arg)
+{
+    if (!s || s->stopping) return;
+    s->stopping = true;
+    s->done_cb = done_cb;
+    s->done_arg = arg;
+    unlink(s->path);
+    s->closing++;
+    uv_close((uv_handle_t *)&s->listener, listener_close_cb);
+    while (s->conns)
+        conn_close(s->conns);
+}

@@ -1,0 +1,52 @@
+/* rpc-limits.h: every size, count and time the RPC module accepts from a client, defined once. */
+#ifndef P2P_RPC_LIMITS_H
+#define P2P_RPC_LIMITS_H
+
+#ifndef RPC_MAX_FRAME
+#define RPC_MAX_FRAME (4u * 1024 * 1024) /* largest msgpack frame accepted on a stream */
+#endif
+#ifndef RPC_MAX_DEPTH
+#define RPC_MAX_DEPTH 32 /* deepest container nesting in a frame (msgpack-c's own stack is 32) */
+#endif
+#ifndef RPC_MAX_OBJECTS
+#define RPC_MAX_OBJECTS 65536 /* msgpack objects (containers + scalars) in one frame */
+#endif
+#ifndef RPC_MAX_PENDING
+#define RPC_MAX_PENDING 64 /* unanswered calls per connection */
+#endif
+#ifndef RPC_MAX_CONNECTIONS
+#define RPC_MAX_CONNECTIONS 64 /* local-socket clients at once */
+#endif
+#ifndef RPC_MAX_OUTPUT
+#define RPC_MAX_OUTPUT                                                                             \
+    (8u * 1024 * 1024) /* queued reply bytes before a connection stops being read */
+#endif
+#ifndef RPC_MAX_OUTPUT_HARD
+#define RPC_MAX_OUTPUT_HARD (32u * 1024 * 1024) /* queued reply bytes that close the connection */
+#endif
+#ifndef RPC_MAX_METHODS
+#define RPC_MAX_METHODS 256 /* methods in one registry */
+#endif
+#ifndef RPC_MAX_PARAMS
+#define RPC_MAX_PARAMS 16 /* parameters in one method's schema */
+#endif
+#ifndef RPC_MAX_METHOD_NAME
+#define RPC_MAX_METHOD_NAME 255 /* length of a method address */
+#endif
+#ifndef RPC_MAX_TOKEN
+#define RPC_MAX_TOKEN 8192 /* length of a JWT */
+#endif
+#ifndef RPC_MAX_SUB
+#define RPC_MAX_SUB 128 /* length of a token's subject */
+#endif
+#ifndef RPC_DEFAULT_TIMEOUT_MS
+#define RPC_DEFAULT_TIMEOUT_MS 5000 /* call deadline when the params carry no _timeout */
+#endif
+#ifndef RPC_MAX_TIMEOUT_S
+#define RPC_MAX_TIMEOUT_S 3600 /* largest _timeout accepted */
+#endif
+#ifndef RPC_JWT_LEEWAY_S
+#define RPC_JWT_LEEWAY_S 30 /* clock skew tolerated on exp and nbf */
+#endif
+
+#endif

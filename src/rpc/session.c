@@ -1,0 +1,498 @@
+/* session.c: one connection's msgpack-RPC protocol state, independent of the transport: it decodes
+ * frames, checks the envelope, resolves the address, authenticates, checks the role, validates the
+ * params against the schema, runs the handler and writes the response. Calls carry a deadline
+ * (monotonic `now` passed in) and two references, the handler's and the session's, so a late
+ * answer after a timeout or a disconnect is discarded without touching freed memory. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rpc/rpc-internal.h"
+
+struct rpc_call {
+    int refs; /* the handler's hold + the session's while pending */
+    rpc_session_t *session;
+    rpc_call_t *prev, *next;
+    bool answered; /* a response went out, or can no longer */
+    bool notify;   /* notification: never answered on the wire */
+    uint32_t msgid;
+    uint64_t now, deadline;
+    rpc_method_t m; /* a copy: the registry may go first */
+    const msgpack_object *args[RPC_MAX_PARAMS];
+    rpc_frame_t *frame; /* owns what args point into */
+    rpc_principal_t principal;
+    msgpack_sbuffer result;
+    msgpack_packer pk;
+};
+
+struct rpc_session {
+    rpc_registry_t *reg;
+    const rpc_auth_config_t *auth;
+    rpc_write_fn write;
+    void *ctx;
+    rpc_decoder_t dec;
+    rpc_principal_t principal;
+    rpc_call_t *pending;
+    size_t n_pending;
+    bool broken;
+};
+
+rpc_session_t *rpc_session_new(rpc_registry_t *reg, const rpc_auth_config_t *auth,
+                               rpc_write_fn write, void *ctx)
+{
+    rpc_session_t *s = calloc(1, sizeof(*s));
+    if (!s) return NULL;
+    s->reg = reg, s->auth = auth, s->write = write, s->ctx = ctx;
+    rpc_decoder_init(&s->dec);
+    return s;
+}
+
+static void release(rpc_call_t *c)
+{
+    if (--c->refs > 0) return;
+    rpc_frame_free(c->frame);
+    msgpack_sbuffer_destroy(&c->result);
+    free(c);
+}
+
+static void unlink_call(rpc_session_t *s, rpc_call_t *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->pending = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    s->n_pending--;
+}
+
+void rpc_session_free(rpc_session_t *s)
+{
+    if (!s) return;
+    while (s->pending) {
+        rpc_call_t *c = s->pending;
+        unlink_call(s, c);
+        c->session = NULL;
+        c->answered = true;
+        release(c);
+    }
+    rpc_decoder_free(&s->dec);
+    free(s);
+}
+
+size_t rpc_session_pending(const rpc_session_t *s)
+{
+    return s->n_pending;
+}
+
+const rpc_principal_t *rpc_session_principal(const rpc_session_t *s)
+{
+    return &s->principal;
+}
+
+/* Writes [1, msgid|nil, error, result]: an error when code != 0, else the packed result bytes
+ * (nil when empty). */
+static void respond(rpc_session_t *s, bool has_id, uint32_t msgid, int code, const char *msg,
+                    const char *param, const char *result, size_t rlen)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_uint8(&pk, 1);
+    if (has_id)
+        msgpack_pack_uint32(&pk, msgid);
+    else
+        msgpack_pack_nil(&pk);
+    if (code) {
+        rpc_pack_error(&pk, code, msg, param);
+        msgpack_pack_nil(&pk);
+    } else {
+        msgpack_pack_nil(&pk);
+        if (rlen)
+            msgpack_sbuffer_write(&sb, result, rlen);
+        else
+            msgpack_pack_nil(&pk);
+    }
+    if (sb.data) (void)s->write(s->ctx, (const uint8_t *)sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* Sends the call's answer if it can still go out, and drops the session's hold. */
+static void answer(rpc_call_t *c, int code, const char *msg, const char *param)
+{
+    rpc_session_t *s = c->session;
+    if (c->answered || !s) return;
+    c->answered = true;
+    if (!c->notify) respond(s, true, c->msgid, code, msg, param, c->result.data, c->result.size);
+    unlink_call(s, c);
+    c->session = NULL;
+    release(c);
+}
+
+msgpack_packer *rpc_call_packer(rpc_call_t *call)
+{
+    return &call->pk;
+}
+
+void rpc_call_reply(rpc_call_t *call)
+{
+    answer(call, 0, NULL, NULL);
+    release(call);
+}
+
+static void verror(rpc_call_t *call, int code, const char *param, const char *fmt, va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    answer(call, code ? code : RPC_ERR_INTERNAL, msg, param);
+    release(call);
+}
+
+void rpc_call_error(rpc_call_t *call, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    verror(call, code, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void rpc_call_error_param(rpc_call_t *call, int code, const char *param, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    verror(call, code, param, fmt, ap);
+    va_end(ap);
+}
+
+static int param_index(const rpc_call_t *c, const char *name)
+{
+    for (size_t i = 0; i < c->m.n_params; i++)
+        if (strcmp(c->m.params[i].name, name) == 0) return (int)i;
+    return -1;
+}
+
+const msgpack_object *rpc_call_arg(const rpc_call_t *call, const char *name)
+{
+    int i = param_index(call, name);
+    return i < 0 ? NULL : call->args[i];
+}
+
+const char *rpc_call_str(const rpc_call_t *call, const char *name, size_t *len)
+{
+    int i = param_index(call, name);
+    *len = 0;
+    if (i < 0) return NULL;
+    const msgpack_object *o = call->args[i];
+    if (o && o->type == MSGPACK_OBJECT_STR) {
+        *len = o->via.str.size;
+        return o->via.str.ptr;
+    }
+    if (o && o->type == MSGPACK_OBJECT_BIN) {
+        *len = o->via.bin.size;
+        return o->via.bin.ptr;
+    }
+    const rpc_param_t *p = &call->m.params[i];
+    if (!o && p->has_default && p->def_str) {
+        *len = strlen(p->def_str);
+        return p->def_str;
+    }
+    return NULL;
+}
+
+int64_t rpc_call_int(const rpc_call_t *call, const char *name)
+{
+    int i = param_index(call, name);
+    if (i < 0) return 0;
+    const msgpack_object *o = call->args[i];
+    if (o &&
+        (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER || o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER))
+        return o->via.i64;
+    return call->m.params[i].has_default ? call->m.params[i].def_int : 0;
+}
+
+bool rpc_call_bool(const rpc_call_t *call, const char *name)
+{
+    int i = param_index(call, name);
+    if (i < 0) return false;
+    const msgpack_object *o = call->args[i];
+    if (o && o->type == MSGPACK_OBJECT_BOOLEAN) return o->via.boolean;
+    return call->m.params[i].has_default && call->m.params[i].def_bool;
+}
+
+const char *rpc_call_sub(const rpc_call_t *call)
+{
+    return call->principal.sub;
+}
+
+rpc_role_t rpc_call_role(const rpc_call_t *call)
+{
+    return call->principal.role;
+}
+
+uint64_t rpc_call_now(const rpc_call_t *call)
+{
+    return call->now;
+}
+
+uint64_t rpc_call_deadline(const rpc_call_t *call)
+{
+    return call->deadline;
+}
+
+bool rpc_call_cancelled(const rpc_call_t *call)
+{
+    return call->answered || !call->session;
+}
+
+uint64_t rpc_session_periodic(rpc_session_t *s, uint64_t now_ms)
+{
+    uint64_t next = UINT64_MAX;
+    rpc_call_t *c = s->pending;
+    while (c) {
+        rpc_call_t *n = c->next;
+        if (c->deadline <= now_ms)
+            answer(c, RPC_ERR_TIMEOUT, "deadline passed", NULL);
+        else if (c->deadline < next)
+            next = c->deadline;
+        c = n;
+    }
+    return next;
+}
+
+/* --- dispatch ------------------------------------------------------------------------- */
+
+/* What a request frame says, once the envelope is checked. */
+typedef struct request {
+    bool notify;
+    bool has_id;
+    uint32_t msgid;
+    const msgpack_object *method;
+    const msgpack_object *named; /* the params map, NULL when params is [] */
+    uint64_t timeout_ms;
+} request_t;
+
+/* Checks the envelope; returns 0 or an error code with msg and param set. */
+static int parse_envelope(const msgpack_object *o, request_t *rq, const char **msg,
+                          const char **param)
+{
+    memset(rq, 0, sizeof(*rq));
+    rq->timeout_ms = RPC_DEFAULT_TIMEOUT_MS;
+    *param = NULL;
+    *msg = "request must be [0, msgid, method, params] or [2, method, params]";
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size < 3) return RPC_ERR_INVALID_REQUEST;
+    const msgpack_object *a = o->via.array.ptr;
+    if (a[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER || (a[0].via.u64 != 0 && a[0].via.u64 != 2))
+        return RPC_ERR_INVALID_REQUEST;
+    rq->notify = a[0].via.u64 == 2;
+    if (!rq->notify) {
+        if (a[1].type == MSGPACK_OBJECT_POSITIVE_INTEGER && a[1].via.u64 <= UINT32_MAX)
+            rq->has_id = true, rq->msgid = (uint32_t)a[1].via.u64;
+        if (o->via.array.size != 4 || !rq->has_id) return RPC_ERR_INVALID_REQUEST;
+        a++;
+    } else if (o->via.array.size != 3) {
+        return RPC_ERR_INVALID_REQUEST;
+    }
+    if (a[1].type != MSGPACK_OBJECT_STR || a[2].type != MSGPACK_OBJECT_ARRAY)
+        return RPC_ERR_INVALID_REQUEST;
+    rq->method = &a[1];
+    const msgpack_object *params = &a[2];
+    if (params->via.array.size > 1 ||
+        (params->via.array.size == 1 && params->via.array.ptr[0].type != MSGPACK_OBJECT_MAP)) {
+        *msg = "params must be [] or [{name: value, ...}]";
+        return RPC_ERR_INVALID_PARAMS;
+    }
+    rq->named = params->via.array.size ? &params->via.array.ptr[0] : NULL;
+    for (uint32_t i = 0; rq->named && i < rq->named->via.map.size; i++) {
+        const msgpack_object *k = &rq->named->via.map.ptr[i].key;
+        const msgpack_object *v = &rq->named->via.map.ptr[i].val;
+        if (k->type != MSGPACK_OBJECT_STR || k->via.str.size == 0 || k->via.str.ptr[0] != '_')
+            continue;
+        if (!rpc_str_eq(k, "_timeout")) {
+            *msg = "unknown reserved argument";
+            *param = "_";
+            return RPC_ERR_INVALID_PARAMS;
+        }
+        double t = -1;
+        if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+            t = v->via.u64 > RPC_MAX_TIMEOUT_S ? -1 : (double)v->via.u64;
+        else if (v->type == MSGPACK_OBJECT_FLOAT32 || v->type == MSGPACK_OBJECT_FLOAT64)
+            t = v->via.f64;
+        if (!(t > 0 && t <= RPC_MAX_TIMEOUT_S)) {
+            *msg = "_timeout must be a number of seconds in (0, 3600]";
+            *param = "_timeout";
+            return RPC_ERR_INVALID_PARAMS;
+        }
+        rq->timeout_ms = (uint64_t)(t * 1000.0);
+        if (rq->timeout_ms == 0) rq->timeout_ms = 1;
+    }
+    return 0;
+}
+
+static void reply_error(rpc_session_t *s, const request_t *rq, int code, const char *msg,
+                        const char *param)
+{
+    if (!rq->notify) respond(s, rq->has_id, rq->msgid, code, msg, param, NULL, 0);
+}
+
+/* rpc.auth: verifies the token and binds its principal (a failure unbinds). */
+static void do_auth(rpc_session_t *s, const request_t *rq, const msgpack_object *token,
+                    uint64_t wall_s)
+{
+    const char *why = NULL;
+    rpc_principal_t p;
+    if (rpc_jwt_verify(s->auth, token->via.str.ptr, token->via.str.size, wall_s, &p, &why) < 0) {
+        memset(&s->principal, 0, sizeof(s->principal));
+        reply_error(s, rq, RPC_ERR_UNAUTHENTICATED, why, NULL);
+        return;
+    }
+    s->principal = p;
+    if (rq->notify) return;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 3);
+    rpc_pack_cstr(&pk, "sub");
+    rpc_pack_cstr(&pk, p.sub);
+    rpc_pack_cstr(&pk, "role");
+    rpc_pack_cstr(&pk, rpc_role_name(p.role));
+    rpc_pack_cstr(&pk, "expires");
+    msgpack_pack_uint64(&pk, p.exp);
+    respond(s, true, rq->msgid, 0, NULL, NULL, sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* Checks the caller may run m now; returns 0 or an error code with *msg. */
+static int check_access(rpc_session_t *s, const rpc_method_t *m, uint64_t wall_s, const char **msg)
+{
+    if (s->principal.role != RPC_ROLE_NONE && s->principal.exp + RPC_JWT_LEEWAY_S < wall_s) {
+        memset(&s->principal, 0, sizeof(s->principal));
+        *msg = "token expired; call rpc.auth again";
+        return RPC_ERR_UNAUTHENTICATED;
+    }
+    if (!m || m->role == RPC_ROLE_NONE) return 0;
+    if (s->principal.role == RPC_ROLE_NONE) {
+        *msg = "call rpc.auth with a token first";
+        return RPC_ERR_UNAUTHENTICATED;
+    }
+    if (s->principal.role < m->role) {
+        *msg = "role does not allow this method";
+        return RPC_ERR_PERMISSION_DENIED;
+    }
+    return 0;
+}
+
+/* Dispatches one decoded frame; takes ownership of f. */
+static void handle_frame(rpc_session_t *s, rpc_frame_t *f, uint64_t now_ms, uint64_t wall_s)
+{
+    request_t rq;
+    const char *msg = NULL, *param = NULL;
+    char why[160];
+    const msgpack_object *args[RPC_MAX_PARAMS];
+    int code = parse_envelope(&f->unp.data, &rq, &msg, &param);
+    if (code) {
+        reply_error(s, &rq, code, msg, param);
+        goto done;
+    }
+    rpc_resolved_t res = {NULL, RPC_ERR_METHOD_NOT_FOUND};
+    if (rq.method->via.str.size <= RPC_MAX_METHOD_NAME)
+        res = rpc_registry_resolve(s->reg, rq.method->via.str.ptr, rq.method->via.str.size);
+    code = check_access(s, res.method, wall_s, &msg);
+    if (!code && !res.method && s->principal.role == RPC_ROLE_NONE)
+        code = RPC_ERR_UNAUTHENTICATED, msg = "call rpc.auth with a token first";
+    if (code) {
+        reply_error(s, &rq, code, msg, NULL);
+        goto done;
+    }
+    if (!res.method) {
+        snprintf(why, sizeof(why),
+                 res.code == RPC_ERR_NOT_FOUND
+                     ? "no such node (calls to other nodes are not supported yet)"
+                     : "no such method");
+        reply_error(s, &rq, res.code, why, NULL);
+        goto done;
+    }
+    if ((code = rpc_schema_validate(res.method, rq.named, args, &param, why, sizeof(why)))) {
+        char full[224];
+        snprintf(full, sizeof(full), "invalid argument %s: %s", param, why);
+        reply_error(s, &rq, code, full, param);
+        goto done;
+    }
+    if (!res.method->handler) { /* rpc.auth */
+        do_auth(s, &rq, args[0], wall_s);
+        goto done;
+    }
+    if (s->n_pending >= RPC_MAX_PENDING) {
+        reply_error(s, &rq, RPC_ERR_RESOURCE_EXHAUSTED, "too many calls in flight", NULL);
+        goto done;
+    }
+    rpc_call_t *c = calloc(1, sizeof(*c));
+    if (!c) {
+        reply_error(s, &rq, RPC_ERR_INTERNAL, "out of memory", NULL);
+        goto done;
+    }
+    c->refs = 2;
+    c->session = s;
+    c->notify = rq.notify;
+    c->msgid = rq.msgid;
+    c->now = now_ms;
+    c->deadline = now_ms + rq.timeout_ms;
+    c->m = *res.method;
+    memcpy(c->args, args, sizeof(args));
+    c->frame = f;
+    c->principal = s->principal;
+    msgpack_sbuffer_init(&c->result);
+    msgpack_packer_init(&c->pk, &c->result, msgpack_sbuffer_write);
+    c->next = s->pending;
+    if (s->pending) s->pending->prev = c;
+    s->pending = c;
+    s->n_pending++;
+    c->m.handler(c, c->m.ctx);
+    return;
+done:
+    rpc_frame_free(f);
+}
+
+static const char *decode_reason(int r)
+{
+    switch (r) {
+    case -EMSGSIZE:
+        return "frame larger than the limit";
+    case -ELOOP:
+        return "msgpack nested too deep";
+    case -E2BIG:
+        return "too many msgpack objects in one frame";
+    case -ENOMEM:
+        return "out of memory";
+    default:
+        return "undecodable msgpack";
+    }
+}
+
+int rpc_session_input(rpc_session_t *s, const uint8_t *buf, size_t len, uint64_t now_ms,
+                      uint64_t wall_s)
+{
+    int r = 0;
+    if (s->broken) return -EPROTO;
+    while (len > 0 && r >= 0) {
+        size_t room = RPC_MAX_FRAME - s->dec.in.len;
+        size_t n = P2P_MIN(room, len);
+        if (n == 0) {
+            r = -EMSGSIZE;
+            break;
+        }
+        if ((r = rpc_decoder_feed(&s->dec, buf, n)) < 0) break;
+        buf += n, len -= n;
+        rpc_frame_t *f;
+        while (!s->broken && (r = rpc_decoder_next(&s->dec, &f)) == 1)
+            handle_frame(s, f, now_ms, wall_s);
+    }
+    if (r >= 0) return 0;
+    s->broken = true;
+    respond(s, false, 0, RPC_ERR_PARSE, decode_reason(r), NULL, NULL, 0);
+    return -EPROTO;
+}

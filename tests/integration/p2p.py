@@ -1,0 +1,518 @@
+"""p2p.py: shared helpers for the integration tests.
+
+Starts p2p-node processes on loopback, talks msgpack-RPC to their local socket (written from the
+msgpack-RPC spec: request [0, msgid, method, params], response [1, msgid, error, result]), mints
+tokens with `p2p-node token`, picks free ports and cleans every process and temp dir up at exit.
+Only loopback addresses are used. Every wait is bounded.
+"""
+
+import atexit
+import base64
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import msgpack
+
+# Error codes (CONTRACT section 4).
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+UNAUTHENTICATED = -32001
+PERMISSION_DENIED = -32002
+NOT_FOUND = -32003
+RESOURCE_EXHAUSTED = -32006
+
+_PROCS = []
+_TMPDIRS = []
+_USED_PORTS = set()
+
+
+def build_dir():
+    """The meson build dir: argv[1], else $P2P_BUILD_DIR, else ./build."""
+    for a in sys.argv[1:]:
+        if os.path.isdir(a):
+            return os.path.abspath(a)
+    return os.path.abspath(os.environ.get("P2P_BUILD_DIR", "build"))
+
+
+def _find_binary(name, sub):
+    b = build_dir()
+    for p in (os.path.join(b, name), os.path.join(b, "src", sub, name)):
+        if os.path.isfile(p) and os.access(p, os.X_OK):
+            return p
+    raise FileNotFoundError("%s not found under %s" % (name, b))
+
+
+def node_bin():
+    return _find_binary("p2p-node", "node")
+
+
+def rpc_bin():
+    return _find_binary("p2p-rpc", "cli")
+
+
+def log(*a):
+    print("[%7.2f]" % (time.monotonic() - _T0), *a, flush=True)
+
+
+_T0 = time.monotonic()
+
+
+def tmpdir(prefix="p2p-it-"):
+    d = tempfile.mkdtemp(prefix=prefix)
+    _TMPDIRS.append(d)
+    return d
+
+
+def free_port():
+    """A port free for both UDP and TCP on 127.0.0.1 (the DHT uses the same number on both)."""
+    for _ in range(200):
+        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            t.bind(("127.0.0.1", 0))
+            port = t.getsockname()[1]
+            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                u.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            finally:
+                u.close()
+        finally:
+            t.close()
+        if port not in _USED_PORTS:
+            _USED_PORTS.add(port)
+            return port
+    raise RuntimeError("no free port")
+
+
+def random_key_b64(n=32):
+    return base64.b64encode(os.urandom(n)).decode()
+
+
+class Network:
+    """Shared secrets of one test network."""
+
+    def __init__(self, network_key=None, auth_secret=None):
+        self.network_key = network_key or random_key_b64(32)
+        self.auth_secret = auth_secret or random_key_b64(32)
+
+    def env(self):
+        e = dict(os.environ)
+        e["NETWORK_KEY"] = self.network_key
+        e["AUTH_SECRET"] = self.auth_secret
+        e["LOG_FORMAT"] = "json"
+        e.setdefault("LOG_LEVEL", "INFO")
+        for k in ("NODE_NAME", "DATA_DIR", "BOOTSTRAP_NODES", "CONFIG_FILE", "DHT_PORT", "NODE_PORT"):
+            e.pop(k, None)
+        return e
+
+
+class Node:
+    """One p2p-node process."""
+
+    def __init__(self, net, name, root, dht_port=None, http_port=None, bootstrap=None, extra=None):
+        self.net = net
+        self.name = name
+        self.data_dir = os.path.join(root, name)
+        self.dht_port = dht_port or free_port()
+        self.http_port = http_port or free_port()
+        self.bootstrap = bootstrap
+        self.extra = list(extra or [])
+        self.proc = None
+        self.logf = None
+        self.log_path = os.path.join(root, name + ".log")
+        self._token = None
+        self._client = None
+
+    @property
+    def sock_path(self):
+        return os.path.join(self.data_dir, "rpc.sock")
+
+    @property
+    def dht_addr(self):
+        return "127.0.0.1:%d" % self.dht_port
+
+    def argv(self, bootstrap=True):
+        a = [node_bin(), "--name", self.name, "--dht-host", "127.0.0.1", "--dht-port", str(self.dht_port),
+             "--port", str(self.http_port), "--data-dir", self.data_dir]
+        if bootstrap and self.bootstrap:
+            a += ["--bootstrap", self.bootstrap]
+        return a + self.extra
+
+    def start(self, bootstrap=True):
+        os.makedirs(self.data_dir, exist_ok=True)
+        self.close_client()
+        self.logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv(bootstrap), env=self.net.env(), stdin=subprocess.DEVNULL,
+                                     stdout=self.logf, stderr=subprocess.STDOUT, start_new_session=True)
+        _PROCS.append(self.proc)
+        return self
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_ready(self, timeout=20.0):
+        """Waits until rpc.ping answers on the local socket."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise RuntimeError("%s exited with %s before ready; log tail:\n%s"
+                                   % (self.name, self.proc.returncode, self.log_tail()))
+            if os.path.exists(self.sock_path):
+                try:
+                    c = Client(self.sock_path, timeout=2.0)
+                    try:
+                        c.call("rpc.ping")
+                        return self
+                    finally:
+                        c.close()
+                except (OSError, RpcError, EOFError) as e:
+                    last = e
+            time.sleep(0.05)
+        raise RuntimeError("%s not ready after %ss (%r); log tail:\n%s" % (self.name, timeout, last,
+                                                                        self.log_tail()))
+
+    def token(self, role="admin"):
+        if role == "admin" and self._token:
+            return self._token
+        t = mint_token(self.net, role, self.data_dir)
+        if role == "admin":
+            self._token = t
+        return t
+
+    def client(self):
+        """A cached client authenticated as admin."""
+        if self._client is None:
+            c = Client(self.sock_path)
+            c.auth(self.token("admin"))
+            self._client = c
+        return self._client
+
+    def close_client(self):
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def call(self, method, params=None, timeout=15.0):
+        c = self.client()
+        c.sock.settimeout(timeout)
+        return c.call(method, params)
+
+    def info(self):
+        return self.call("system.local.node.info", {})
+
+    def node_id(self):
+        return self.info()["id"]
+
+    def peers(self):
+        return peer_list(self.call("system.local.node.peers", {}))
+
+    def peer_ids(self):
+        return set(p_id(p) for p in self.peers())
+
+    def put(self, key, value, ttl=3600):
+        return self.call("system.local.dht.put", {"key": key, "value": value, "ttl": ttl}, timeout=30.0)
+
+    def get(self, key):
+        return self.call("system.local.dht.get", {"key": key}, timeout=30.0)
+
+    def rss_kb(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def signal(self, sig):
+        if self.alive():
+            os.kill(self.proc.pid, sig)
+
+    def kill9(self):
+        self.close_client()
+        if self.alive():
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+    def stop(self, timeout=5.0):
+        """SIGTERM and wait; returns the exit code (SIGKILL after timeout, then raises)."""
+        self.close_client()
+        if not self.alive():
+            return self.proc.returncode if self.proc else None
+        os.kill(self.proc.pid, signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+            raise RuntimeError("%s did not exit within %ss of SIGTERM" % (self.name, timeout))
+
+    def log_tail(self, n=30):
+        try:
+            with open(self.log_path, "rb") as f:
+                lines = f.read().decode(errors="replace").splitlines()
+            return "\n".join(lines[-n:])
+        except OSError:
+            return "(no log)"
+
+
+def peer_list(res):
+    """node.peers may answer a list or a map holding a list."""
+    if isinstance(res, dict):
+        for k in ("peers", "contacts", "nodes"):
+            if isinstance(res.get(k), list):
+                return res[k]
+        raise AssertionError("node.peers result has no list: %r" % (res,))
+    if isinstance(res, list):
+        return res
+    raise AssertionError("node.peers result: %r" % (res,))
+
+
+def p_id(p):
+    i = p.get("id") if isinstance(p, dict) else p
+    if isinstance(i, bytes):
+        i = i.hex()
+    return str(i).lower()
+
+
+def get_values(res):
+    """Every value a dht.get result holds (strings; bytes decoded as UTF-8)."""
+    out = []
+
+    def norm(v):
+        if isinstance(v, bytes):
+            return v.decode(errors="replace")
+        return v
+
+    if isinstance(res, dict):
+        for k in ("values", "records"):
+            if isinstance(res.get(k), list):
+                for r in res[k]:
+                    out.append(norm(r.get("value")) if isinstance(r, dict) else norm(r))
+                return out
+        if "value" in res:
+            return [norm(res["value"])]
+    if isinstance(res, list):
+        for r in res:
+            out.append(norm(r.get("value")) if isinstance(r, dict) else norm(r))
+    return out
+
+
+class RpcError(Exception):
+    def __init__(self, err):
+        self.err = err
+        self.code = err.get("code") if isinstance(err, dict) else None
+        Exception.__init__(self, "rpc error %r" % (err,))
+
+
+class Client:
+    """A msgpack-RPC client on a unix socket."""
+
+    def __init__(self, path, timeout=10.0):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
+        self.msgid = 0
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def read_msg(self):
+        """Next decoded message; raises EOFError when the peer closed."""
+        for _ in range(100000):
+            for m in self.unpacker:
+                return m
+            data = self.sock.recv(65536)
+            if not data:
+                raise EOFError("connection closed")
+            self.unpacker.feed(data)
+        raise RuntimeError("unreachable")
+
+    def request(self, method, params=None):
+        """Sends a request; returns (error, result) of the response with the same msgid."""
+        self.msgid += 1
+        mid = self.msgid
+        p = [] if params is None else [params]
+        self.sock.sendall(msgpack.packb([0, mid, method, p], use_bin_type=True))
+        for _ in range(1000):
+            m = self.read_msg()
+            if isinstance(m, list) and len(m) == 4 and m[0] == 1 and m[1] == mid:
+                return m[2], m[3]
+        raise RuntimeError("no response to msgid %d" % mid)
+
+    def call(self, method, params=None):
+        err, res = self.request(method, params)
+        if err is not None:
+            raise RpcError(err)
+        return res
+
+    def auth(self, token):
+        return self.call("rpc.auth", {"token": token})
+
+
+def mint_token(net, role, data_dir, sub=None):
+    """A JWT minted by `p2p-node token` with the network's auth secret."""
+    a = [node_bin(), "token", "--role", role, "--data-dir", data_dir]
+    if sub:
+        a += ["--sub", sub]
+    r = subprocess.run(a, env=net.env(), capture_output=True, timeout=20)
+    if r.returncode != 0:
+        raise RuntimeError("p2p-node token failed (%d): %s" % (r.returncode, r.stderr.decode(errors="replace")))
+    return r.stdout.decode().strip().splitlines()[-1].strip()
+
+
+def b64url(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def b64url_dec(s):
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def resign_token(token, header=None, payload=None, key=None):
+    """Rebuilds a JWT with another header/payload, HS256-signed with key (bytes) or unsigned if key is None."""
+    h, p, _ = token.split(".")
+    hd = json.loads(b64url_dec(h)) if header is None else header
+    pd = json.loads(b64url_dec(p)) if payload is None else payload
+    hs = b64url(json.dumps(hd, separators=(",", ":")).encode())
+    ps = b64url(json.dumps(pd, separators=(",", ":")).encode())
+    if key is None:
+        return hs + "." + ps + "."
+    sig = hmac.new(key, (hs + "." + ps).encode(), hashlib.sha256).digest()
+    return hs + "." + ps + "." + b64url(sig)
+
+
+def wait_until(pred, timeout, interval=0.25, what="condition"):
+    """Polls pred() until it returns truthy; returns its value or raises after timeout."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while True:
+        try:
+            v = pred()
+            if v:
+                return v
+        except Exception as e:  # noqa: BLE001 - retried until the deadline
+            last_exc = e
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out waiting for %s (last error: %r)" % (what, last_exc))
+        time.sleep(interval)
+
+
+def cleanup():
+    for p in _PROCS:
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except OSError:
+                pass
+    for p in _PROCS:
+        try:
+            p.wait(5)
+        except Exception:  # noqa: BLE001
+            pass
+    del _PROCS[:]
+    if os.environ.get("P2P_KEEP_TMP"):
+        return
+    for d in _TMPDIRS:
+        shutil.rmtree(d, ignore_errors=True)
+    del _TMPDIRS[:]
+
+
+atexit.register(cleanup)
+
+
+def _on_term(signum, frame):
+    cleanup()
+    sys.exit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, _on_term)
+
+
+class Runner:
+    """Runs named test functions, prints a TAP-like summary, exits 0 only if all passed."""
+
+    def __init__(self):
+        self.results = []
+
+    def run(self, fn, *args):
+        name = fn.__name__
+        log("RUN", name)
+        t = time.monotonic()
+        try:
+            fn(*args)
+            self.results.append((name, True, ""))
+            log("PASS %s (%.1fs)" % (name, time.monotonic() - t))
+        except Exception as e:  # noqa: BLE001
+            import traceback
+            tb = traceback.format_exc()
+            self.results.append((name, False, tb))
+            log("FAIL %s (%.1fs)\n%s" % (name, time.monotonic() - t, tb))
+
+    def finish(self):
+        cleanup()
+        bad = [r for r in self.results if not r[1]]
+        log("%d passed, %d failed" % (len(self.results) - len(bad), len(bad)))
+        for r in bad:
+            log("FAILED:", r[0])
+        sys.exit(1 if bad else 0)
+
+
+
+def find_drops(obj, depth=0):
+    """The DHT drop counters ({reason: count}) found in a node.info/stats result, or None when the node
+    does not expose them. Looks for a map named "dropped" (or "drops") holding integer counters."""
+    if depth > 6:
+        return None
+    if isinstance(obj, dict):
+        for k in ("dropped", "drops", "messages_dropped"):
+            v = obj.get(k)
+            if isinstance(v, dict) and all(isinstance(x, int) for x in v.values()):
+                return {str(a): b for a, b in v.items()}
+        for v in obj.values():
+            r = find_drops(v, depth + 1)
+            if r is not None:
+                return r
+    elif isinstance(obj, list):
+        for v in obj:
+            r = find_drops(v, depth + 1)
+            if r is not None:
+                return r
+    return None
+
+
+STATS_METHODS = ("system.local.node.stats", "system.local.dht.stats")
+
+
+def node_drops(node):
+    """The node's DHT drop counters by reason, from node.info or a stats method; None when the
+    node exposes none."""
+    d = find_drops(node.info())
+    if d is not None:
+        return d
+    for m in STATS_METHODS:
+        try:
+            d = find_drops(node.call(m, {}))
+        except RpcError:
+            continue
+        if d is not None:
+            return d
+    return None

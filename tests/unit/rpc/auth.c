@@ -1,0 +1,196 @@
+/* Tests of src/rpc/auth.c: JWT minting and verification (alg pinning, exp, nbf, aud, roles,
+ * rotation). */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include <jwt.h>
+
+#include "rpc/rpc-internal.h"
+
+#define NOW 1800000000ull
+
+static const uint8_t secret[32] = "0123456789abcdef0123456789abcdef";
+static const uint8_t other[32] = "fedcba9876543210fedcba9876543210";
+static const rpc_auth_config_t auth = {secret, sizeof(secret), NULL, 0, "p2p-admin"};
+
+static int verify(const rpc_auth_config_t *a, const char *tok, uint64_t now, rpc_principal_t *p)
+{
+    const char *why = NULL;
+    int r = rpc_jwt_verify(a, tok, strlen(tok), now, p, &why);
+    assert_non_null(why);
+    return r;
+}
+
+/* A token made directly with libjwt, for claims and algorithms rpc_jwt_mint never produces. */
+static char *craft(jwt_alg_t alg, const uint8_t *key, size_t klen, const char *role,
+                   const char *aud, long exp, long nbf)
+{
+    jwt_t *j = NULL;
+    assert_int_equal(jwt_new(&j), 0);
+    jwt_add_grant(j, "sub", "tester");
+    if (role) jwt_add_grant(j, "role", role);
+    if (aud) jwt_add_grant(j, "aud", aud);
+    if (exp) jwt_add_grant_int(j, "exp", exp);
+    if (nbf) jwt_add_grant_int(j, "nbf", nbf);
+    assert_int_equal(jwt_set_alg(j, alg, key, (int)klen), 0);
+    char *s = jwt_encode_str(j);
+    assert_non_null(s);
+    jwt_free(j);
+    return s;
+}
+
+static void test_mint_verify(void **state)
+{
+    char *tok = NULL;
+    rpc_principal_t p;
+    assert_int_equal(
+        rpc_jwt_mint(secret, sizeof(secret), "operator", "alice", "p2p-admin", 600, NOW, &tok), 0);
+    assert_int_equal(verify(&auth, tok, NOW, &p), 0);
+    assert_string_equal(p.sub, "alice");
+    assert_int_equal(p.role, RPC_ROLE_OPERATOR);
+    assert_int_equal(p.exp, NOW + 600);
+    /* within the leeway after exp, then past it */
+    assert_int_equal(verify(&auth, tok, NOW + 600 + RPC_JWT_LEEWAY_S, &p), 0);
+    assert_int_equal(verify(&auth, tok, NOW + 601 + RPC_JWT_LEEWAY_S, &p), -EACCES);
+    /* nbf = iat = NOW: a clock 30 s behind still accepts it, 31 s does not */
+    assert_int_equal(verify(&auth, tok, NOW - RPC_JWT_LEEWAY_S, &p), 0);
+    assert_int_equal(verify(&auth, tok, NOW - RPC_JWT_LEEWAY_S - 1, &p), -EACCES);
+    /* two mints differ (random jti) */
+    char *tok2 = NULL;
+    assert_int_equal(
+        rpc_jwt_mint(secret, sizeof(secret), "operator", "alice", "p2p-admin", 600, NOW, &tok2), 0);
+    assert_string_not_equal(tok, tok2);
+    free(tok);
+    free(tok2);
+}
+
+static void test_mint_rejects(void **state)
+{
+    char *tok = NULL;
+    assert_int_equal(rpc_jwt_mint(secret, sizeof(secret), "root", "a", "p2p-admin", 60, NOW, &tok),
+                     -EINVAL);
+    assert_int_equal(rpc_jwt_mint(secret, 0, "admin", "a", "p2p-admin", 60, NOW, &tok), -EINVAL);
+    assert_int_equal(rpc_jwt_mint(secret, sizeof(secret), "admin", "a", "p2p-admin", 0, NOW, &tok),
+                     -EINVAL);
+    assert_null(tok);
+}
+
+static void test_wrong_secret_and_rotation(void **state)
+{
+    char *tok = NULL;
+    rpc_principal_t p;
+    assert_int_equal(
+        rpc_jwt_mint(other, sizeof(other), "admin", "bob", "p2p-admin", 600, NOW, &tok), 0);
+    assert_int_equal(verify(&auth, tok, NOW, &p), -EACCES);
+    rpc_auth_config_t rotated = {secret, sizeof(secret), other, sizeof(other), "p2p-admin"};
+    assert_int_equal(verify(&rotated, tok, NOW, &p), 0);
+    assert_int_equal(p.role, RPC_ROLE_ADMIN);
+    free(tok);
+}
+
+static void test_wrong_audience(void **state)
+{
+    char *tok = NULL;
+    rpc_principal_t p;
+    assert_int_equal(
+        rpc_jwt_mint(secret, sizeof(secret), "admin", "bob", "other-app", 600, NOW, &tok), 0);
+    assert_int_equal(verify(&auth, tok, NOW, &p), -EACCES);
+    free(tok);
+    char *none = craft(JWT_ALG_HS256, secret, sizeof(secret), "admin", NULL, (long)NOW + 60, 0);
+    assert_int_equal(verify(&auth, none, NOW, &p), -EACCES);
+    free(none);
+}
+
+static void test_expired_and_future(void **state)
+{
+    rpc_principal_t p;
+    char *old =
+        craft(JWT_ALG_HS256, secret, sizeof(secret), "admin", "p2p-admin", (long)NOW - 3600, 0);
+    assert_int_equal(verify(&auth, old, NOW, &p), -EACCES);
+    char *future = craft(JWT_ALG_HS256, secret, sizeof(secret), "admin", "p2p-admin",
+                         (long)NOW + 7200, (long)NOW + 3600);
+    assert_int_equal(verify(&auth, future, NOW, &p), -EACCES);
+    assert_int_equal(verify(&auth, future, NOW + 3600, &p), 0);
+    char *noexp = craft(JWT_ALG_HS256, secret, sizeof(secret), "admin", "p2p-admin", 0, 0);
+    assert_int_equal(verify(&auth, noexp, NOW, &p), -EACCES);
+    free(old);
+    free(future);
+    free(noexp);
+}
+
+static void test_roles(void **state)
+{
+    rpc_principal_t p;
+    char *bad =
+        craft(JWT_ALG_HS256, secret, sizeof(secret), "root", "p2p-admin", (long)NOW + 60, 0);
+    char *none = craft(JWT_ALG_HS256, secret, sizeof(secret), NULL, "p2p-admin", (long)NOW + 60, 0);
+    char *viewer =
+        craft(JWT_ALG_HS256, secret, sizeof(secret), "viewer", "p2p-admin", (long)NOW + 60, 0);
+    assert_int_equal(verify(&auth, bad, NOW, &p), -EACCES);
+    assert_int_equal(verify(&auth, none, NOW, &p), -EACCES);
+    assert_int_equal(verify(&auth, viewer, NOW, &p), 0);
+    assert_int_equal(p.role, RPC_ROLE_VIEWER);
+    free(bad);
+    free(none);
+    free(viewer);
+}
+
+static void test_alg_pinned(void **state)
+{
+    rpc_principal_t p;
+    /* HS512 with the right secret: refused by the header check */
+    char *hs512 =
+        craft(JWT_ALG_HS512, secret, sizeof(secret), "admin", "p2p-admin", (long)NOW + 60, 0);
+    assert_int_equal(verify(&auth, hs512, NOW, &p), -EACCES);
+    /* alg none */
+    char *none = craft(JWT_ALG_NONE, NULL, 0, "admin", "p2p-admin", (long)NOW + 60, 0);
+    assert_int_equal(verify(&auth, none, NOW, &p), -EACCES);
+    /* a valid HS256 token whose header is swapped for {"alg":"none"} */
+    char *good =
+        craft(JWT_ALG_HS256, secret, sizeof(secret), "admin", "p2p-admin", (long)NOW + 60, 0);
+    char forged[2048];
+    const char *dot = strchr(good, '.');
+    snprintf(forged, sizeof(forged), "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0%s", dot);
+    assert_int_equal(verify(&auth, forged, NOW, &p), -EACCES);
+    /* {"alg":"HS256"} header on an HS512 signature */
+    const char *dot2 = strchr(hs512, '.');
+    snprintf(forged, sizeof(forged), "%.*s%s", (int)(dot - good), good, dot2);
+    assert_int_equal(verify(&auth, forged, NOW, &p), -EACCES);
+    assert_int_equal(verify(&auth, good, NOW, &p), 0);
+    free(hs512);
+    free(none);
+    free(good);
+}
+
+static void test_garbage(void **state)
+{
+    rpc_principal_t p;
+    const char *bad[] = {"", "abc", "a.b.c", "....", "eyJhbGciOiJIUzI1NiJ9.e30.", "\xff\xfe.x.y"};
+    for (size_t i = 0; i < P2P_ARRAY_LEN(bad); i++) {
+        const char *why = NULL;
+        assert_int_equal(rpc_jwt_verify(&auth, bad[i], strlen(bad[i]), NOW, &p, &why), -EACCES);
+    }
+    rpc_auth_config_t unset = {0};
+    const char *why = NULL;
+    assert_int_equal(rpc_jwt_verify(&unset, "a.b.c", 5, NOW, &p, &why), -EACCES);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_mint_verify),
+        cmocka_unit_test(test_mint_rejects),
+        cmocka_unit_test(test_wrong_secret_and_rotation),
+        cmocka_unit_test(test_wrong_audience),
+        cmocka_unit_test(test_expired_and_future),
+        cmocka_unit_test(test_roles),
+        cmocka_unit_test(test_alg_pinned),
+        cmocka_unit_test(test_garbage),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
