@@ -258,8 +258,8 @@ struct dht {
     } rtt;
     dht_table_t table;
     dht_peers_t peers;
-    dht_pending_t *pending;
-    size_t npending;
+    dht_pending_t *pending; /* grows to DHT_MAX_PENDING */
+    size_t npending, pending_cap;
     dht_op_t ops[DHT_MAX_LOOKUPS];
     int nops;  /* slots in use */
     int ndone; /* of which finished, awaiting dht_ops_finish() */

@@ -114,6 +114,14 @@ int dht_send_request(dht_t *dht, dht_msg_t *m, const uint8_t *pk, const dht_addr
                      int purpose, int op, int cand, uint64_t now)
 {
     if (dht->npending >= DHT_MAX_PENDING) return -ENOBUFS;
+    if (dht->npending == dht->pending_cap) {
+        size_t ncap = dht->pending_cap ? dht->pending_cap * 2 : 16;
+        if (ncap > DHT_MAX_PENDING) ncap = DHT_MAX_PENDING;
+        dht_pending_t *np = realloc(dht->pending, ncap * sizeof(dht_pending_t));
+        if (!np) return -ENOMEM;
+        dht->pending = np;
+        dht->pending_cap = ncap;
+    }
     dht_peer_t *p = NULL;
     if (!hello) {
         p = peer_for(dht, pk, now);
@@ -608,8 +616,6 @@ dht_t *dht_new(const dht_config_t *cfg, uint64_t now)
         goto fail;
     if (dht_store_init(&dht->store) != 0) goto fail;
     if (dht_rl_init(&dht->rl, DHT_RATE_PER_SOURCE, DHT_RATE_BURST, DHT_RATE_GLOBAL) != 0) goto fail;
-    dht->pending = calloc(DHT_MAX_PENDING, sizeof(dht_pending_t));
-    if (!dht->pending) goto fail;
     dht_rng_bytes(&dht->rng, dht->token_secret, sizeof(dht->token_secret));
     dht->token_rotated = now;
     dht->table.buckets[0].last_touched = now;
