@@ -260,7 +260,8 @@ struct dht {
     dht_peers_t peers;
     dht_pending_t *pending; /* grows to DHT_MAX_PENDING */
     size_t npending, pending_cap;
-    dht_op_t ops[DHT_MAX_LOOKUPS];
+    dht_op_t *ops; /* grows to DHT_MAX_LOOKUPS slots */
+    int ops_cap;
     int nops;  /* slots in use */
     int ndone; /* of which finished, awaiting dht_ops_finish() */
     dht_store_t store;

@@ -352,17 +352,17 @@ static void handle_response(dht_t *dht, dht_peer_t *p, const dht_msg_t *m, const
     if (copy.hello) memcpy(copy.pk, p->pk, DHT_PK_LEN);
 
     rtt_sample(dht, p, now - copy.sent);
+    bool first_answer = !p->answered;
     p->answered = true;
     p->addr = *from;
-    bool new_token = !p->has_token || memcmp(p->token, m->token, DHT_TOKEN_LEN) != 0;
     memcpy(p->token, m->token, DHT_TOKEN_LEN);
     p->has_token = true;
     dht_id_t id = p->id;
     external_vote(dht, &m->seen, &id);
-    bool known = dht_table_find(&dht->table, &id) != NULL;
     contact_seen(dht, p->pk, &id, from, true, now);
     p = dht_peers_find(&dht->peers, copy.pk); /* the cache may have moved */
-    if (p && (new_token || !known) && dht_table_find(&dht->table, &id)) replicate_to(dht, p, from, now);
+    /* a node newly proven to answer may be closer to some of our records than we are */
+    if (p && first_answer && dht_table_find(&dht->table, &id)) replicate_to(dht, p, from, now);
     if (copy.purpose == DHT_REQ_LOOKUP || copy.purpose == DHT_REQ_STORE)
         dht_op_on_reply(dht, &copy, m, now);
 }
@@ -546,7 +546,7 @@ uint64_t dht_periodic(dht_t *dht, uint64_t now)
         maintenance(dht, now);
         dht->next_maintenance = now + MAINTENANCE_MS;
     }
-    for (int i = 0; i < DHT_MAX_LOOKUPS && dht->nops > 0; i++)
+    for (int i = 0; i < dht->ops_cap && dht->nops > 0; i++)
         if (dht->ops[i].used && !dht->ops[i].done) dht_op_step(dht, i, now);
     dht_ops_finish(dht, now);
     return dht_next_deadline(dht);
@@ -577,6 +577,23 @@ static void republish(dht_t *dht, dht_pub_t *pub, uint64_t now)
     dht_op_step(dht, op, now);
 }
 
+/* How many table contacts are closer to key than we are. A contact in bucket j (sharing j bits
+ * with us) is closer exactly when key differs from our id at bit j; the last bucket mixes depths
+ * and is checked one by one. */
+static int count_closer(const dht_t *dht, const dht_id_t *key)
+{
+    const dht_table_t *t = &dht->table;
+    int n = 0;
+    for (int j = 0; j < t->n - 1; j++) {
+        uint8_t mask = (uint8_t)(0x80 >> (j % 8));
+        if ((key->b[j / 8] ^ dht->self.b[j / 8]) & mask) n += t->buckets[j].n;
+    }
+    const dht_bucket_t *last = &t->buckets[t->n - 1];
+    for (int i = 0; i < last->n; i++)
+        if (dht_id_cmp_dist(key, &last->nodes[i].id, &dht->self) < 0) n++;
+    return n;
+}
+
 static void replicate_to(dht_t *dht, const dht_peer_t *p, const dht_addr_t *addr, uint64_t now)
 {
     if (!p->has_token) return;
@@ -586,7 +603,11 @@ static void replicate_to(dht_t *dht, const dht_peer_t *p, const dht_addr_t *addr
     int sent = 0;
     for (size_t i = 0; i < dht->store.cap && sent < 32; i++) {
         dht_recset_t *set = dht->store.sets[i];
-        if (!set || dht_id_cmp_dist(&set->key, &pid, &dht->self) >= 0) continue;
+        /* only for keys we are responsible for (among the k closest we know of) and that the
+         * newcomer is closer to than we are */
+        if (!set || dht_id_cmp_dist(&set->key, &pid, &dht->self) >= 0 ||
+            count_closer(dht, &set->key) >= DHT_K)
+            continue;
         for (int j = 0; j < set->n && sent < 32; j++) {
             uint8_t rec[DHT_MAX_PLAIN];
             int n = dht_record_pack(set->recs[j], rec, sizeof(rec));
@@ -636,6 +657,7 @@ void dht_free(dht_t *dht)
     dht_store_free(&dht->store);
     dht_rl_free(&dht->rl);
     free(dht->pending);
+    free(dht->ops);
     free(dht->pubs);
     sodium_memzero(dht->x_sk, sizeof(dht->x_sk));
     sodium_memzero(&dht->cfg, sizeof(dht->cfg));

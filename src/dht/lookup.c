@@ -11,13 +11,23 @@
 int dht_op_start(dht_t *dht, int kind, const dht_id_t *target, uint64_t now)
 {
     int slot = -1;
-    for (int i = 0; i < DHT_MAX_LOOKUPS; i++) {
+    for (int i = 0; i < dht->ops_cap; i++) {
         if (!dht->ops[i].used) {
             slot = i;
             break;
         }
     }
-    if (slot < 0) return -ENOBUFS;
+    if (slot < 0) {
+        if (dht->ops_cap >= DHT_MAX_LOOKUPS) return -ENOBUFS;
+        int ncap = dht->ops_cap ? dht->ops_cap * 2 : 4;
+        if (ncap > DHT_MAX_LOOKUPS) ncap = DHT_MAX_LOOKUPS;
+        dht_op_t *nops = realloc(dht->ops, sizeof(dht_op_t) * (size_t)ncap);
+        if (!nops) return -ENOMEM;
+        memset(nops + dht->ops_cap, 0, sizeof(dht_op_t) * (size_t)(ncap - dht->ops_cap));
+        slot = dht->ops_cap;
+        dht->ops = nops;
+        dht->ops_cap = ncap;
+    }
     dht_op_t *o = &dht->ops[slot];
     dht_cand_t *cand = calloc(DHT_SHORTLIST, sizeof(dht_cand_t));
     if (!cand) return -ENOMEM;
@@ -173,7 +183,7 @@ static void merge_record(dht_t *dht, dht_op_t *o, const uint8_t *buf, size_t len
 
 static dht_op_t *op_of(dht_t *dht, const dht_pending_t *p)
 {
-    if (p->op < 0 || p->op >= DHT_MAX_LOOKUPS) return NULL;
+    if (p->op < 0 || p->op >= dht->ops_cap) return NULL;
     dht_op_t *o = &dht->ops[p->op];
     if (!o->used || o->done || o->gen != p->op_gen) return NULL;
     return o;
@@ -306,12 +316,12 @@ static void finish_one(dht_t *dht, dht_op_t *o, int forced_status, uint64_t now)
 void dht_ops_finish(dht_t *dht, uint64_t now)
 {
     if (dht->ndone == 0) return;
-    for (int i = 0; i < DHT_MAX_LOOKUPS; i++)
+    for (int i = 0; i < dht->ops_cap; i++)
         if (dht->ops[i].used && dht->ops[i].done) finish_one(dht, &dht->ops[i], 0, now);
 }
 
 void dht_op_cancel_all(dht_t *dht)
 {
-    for (int i = 0; i < DHT_MAX_LOOKUPS; i++)
+    for (int i = 0; i < dht->ops_cap; i++)
         if (dht->ops[i].used) finish_one(dht, &dht->ops[i], -ECANCELED, dht->now);
 }

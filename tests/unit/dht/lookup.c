@@ -145,7 +145,7 @@ static int answer(testnet_t *net, const int *order, req_t *r)
 
 static dht_op_t *find_op(dht_t *d)
 {
-    for (int i = 0; i < DHT_MAX_LOOKUPS; i++)
+    for (int i = 0; i < d->ops_cap; i++)
         if (d->ops[i].used && d->ops[i].kind == DHT_OP_FIND_NODE) return &d->ops[i];
     return NULL;
 }
