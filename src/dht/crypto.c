@@ -114,27 +114,27 @@ int dht_crypto_open(const dht_t *dht, const uint8_t key[32], const uint8_t *in, 
     return (int)mlen;
 }
 
-int dht_replay_check(dht_peer_t *p, const uint8_t nonce[DHT_NONCE_LEN])
+int dht_replay_check(dht_replay_t *w, const uint8_t nonce[DHT_NONCE_LEN])
 {
     uint64_t epoch = get_u64(nonce), ctr = get_u64(nonce + 8);
-    if (epoch < p->r_epoch) return -EALREADY;
-    if (epoch > p->r_epoch) {
-        p->r_epoch = epoch;
-        p->r_max = ctr;
-        p->r_bits = 1;
+    if (epoch < w->epoch) return -EALREADY;
+    if (epoch > w->epoch) {
+        w->epoch = epoch;
+        w->max = ctr;
+        w->bits = 1;
         return 0;
     }
-    if (ctr > p->r_max) {
-        uint64_t shift = ctr - p->r_max;
-        p->r_bits = shift >= 64 ? 1 : (p->r_bits << shift) | 1;
-        p->r_max = ctr;
+    if (ctr > w->max) {
+        uint64_t shift = ctr - w->max;
+        w->bits = shift >= 64 ? 1 : (w->bits << shift) | 1;
+        w->max = ctr;
         return 0;
     }
-    uint64_t back = p->r_max - ctr;
+    uint64_t back = w->max - ctr;
     if (back >= DHT_REPLAY_WINDOW) return -EALREADY;
     uint64_t bit = (uint64_t)1 << back;
-    if (p->r_bits & bit) return -EALREADY;
-    p->r_bits |= bit;
+    if (w->bits & bit) return -EALREADY;
+    w->bits |= bit;
     return 0;
 }
 

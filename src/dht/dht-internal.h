@@ -90,15 +90,19 @@ void dht_rng_init(dht_rng_t *r, const uint8_t seed[32]);
 void dht_rng_bytes(dht_rng_t *r, void *out, size_t n);
 uint32_t dht_rng_u32(dht_rng_t *r);
 
+/* A replay window: the highest (epoch, counter) seen and a bitmap of the ones below it. */
+typedef struct dht_replay {
+    uint64_t epoch, max, bits;
+} dht_replay_t;
+
 /* ---- peer state: pairwise key, replay window, RTT, token (peers.c lives in routing.c) ---- */
 typedef struct dht_peer {
     uint8_t pk[DHT_PK_LEN];
     dht_id_t id;
     uint8_t key[32];      /* pairwise AEAD key */
     dht_addr_t addr;      /* last address an authenticated datagram came from */
-    uint64_t r_epoch;     /* replay window: highest (epoch, counter) seen and a bitmap below it */
-    uint64_t r_max;
-    uint64_t r_bits;
+    dht_replay_t rw;      /* replay window of boxed datagrams */
+    dht_replay_t hw;      /* replay window of hellos (kept apart: a hello proves no identity) */
     uint8_t token[DHT_TOKEN_LEN]; /* token this peer gave us for our address */
     bool has_token;
     bool answered;        /* answered a request of ours from `addr` */
@@ -295,8 +299,8 @@ int dht_crypto_seal(dht_t *dht, uint8_t magic, const uint8_t key[32], const uint
  * plaintext length or -EBADMSG. */
 int dht_crypto_open(const dht_t *dht, const uint8_t key[32], const uint8_t *in, size_t len,
                     uint8_t *plain, size_t cap);
-/* Checks and records the nonce's (epoch, counter) in p's replay window. Returns 0 or -EALREADY. */
-int dht_replay_check(dht_peer_t *p, const uint8_t nonce[DHT_NONCE_LEN]);
+/* Checks and records the nonce's (epoch, counter) in window w. Returns 0 or -EALREADY. */
+int dht_replay_check(dht_replay_t *w, const uint8_t nonce[DHT_NONCE_LEN]);
 /* Address token for addr under secret. */
 void dht_token_make(const uint8_t secret[32], const dht_addr_t *addr, uint8_t out[DHT_TOKEN_LEN]);
 

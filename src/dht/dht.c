@@ -12,6 +12,13 @@
 const double dht_lookup_hist_bounds[DHT_LOOKUP_HIST_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1,
                                                                 0.25,  0.5,  1,     2.5,  5};
 
+const char *const dht_msg_type_names[DHT_MSG_TYPE_COUNT] = {
+    "ping", "pong", "find_node", "nodes", "find_value", "values", "store", "stored"};
+const char *const dht_drop_reason_names[DHT_DROP_REASON_COUNT] = {
+    "malformed",   "oversized", "auth",       "replay", "rate_limit",
+    "unsolicited", "bad_token", "bad_record", "self"};
+const char *const dht_lookup_result_names[DHT_LOOKUP_LABEL_COUNT] = {"ok", "not_found", "failed"};
+
 #define MAINTENANCE_MS 5000
 #define EXPIRY_MS      10000
 #define PING_PAD       64 /* a PING body padded to this covers the largest PONG */
@@ -417,11 +424,14 @@ int dht_input(dht_t *dht, const uint8_t *buf, size_t len, const dht_addr_t *from
                    m.type == DHT_MSG_FIND_VALUE || m.type == DHT_MSG_STORE;
     if (hello && m.type != DHT_MSG_PING) return drop(dht, DHT_DROP_MALFORMED, -EBADMSG);
     if (hello) {
-        /* a hello proves the network key only; answer with a boxed PONG, keep no state */
+        /* a hello proves the network key only: answer with a boxed PONG that only the owner of
+         * the claimed key can read; its replay window is separate from the boxed one */
         p = peer_for(dht, pk, now);
         if (!p) return drop(dht, DHT_DROP_AUTH, -EACCES);
+        if (dht_replay_check(&p->hw, buf + 1 + DHT_PK_LEN) != 0)
+            return drop(dht, DHT_DROP_REPLAY, -EALREADY);
     } else {
-        if (dht_replay_check(p, buf + 1 + DHT_PK_LEN) != 0)
+        if (dht_replay_check(&p->rw, buf + 1 + DHT_PK_LEN) != 0)
             return drop(dht, DHT_DROP_REPLAY, -EALREADY);
         p->last_used = now;
     }

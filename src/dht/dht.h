@@ -119,6 +119,11 @@ typedef struct dht_stats {
     uint64_t bytes_in, bytes_out;
 } dht_stats_t;
 
+/* Label values (for stats and metrics): message types, drop reasons, lookup results. */
+extern const char *const dht_msg_type_names[DHT_MSG_TYPE_COUNT];
+extern const char *const dht_drop_reason_names[DHT_DROP_REASON_COUNT];
+extern const char *const dht_lookup_result_names[DHT_LOOKUP_LABEL_COUNT];
+
 /* Upper bounds of the lookup-duration histogram buckets, in seconds. */
 extern const double dht_lookup_hist_bounds[DHT_LOOKUP_HIST_BUCKETS];
 

@@ -450,7 +450,7 @@ static int resolve(source_t *s, node_config_t *cfg, bool tty)
         uint8_t key[64];
         if ((rc = copy(s, K_NETKEY, cfg->network_key_b64, sizeof(cfg->network_key_b64))) < 0)
             return rc;
-        if (node_b64_decode(key, sizeof(key), cfg->network_key_b64, strlen(cfg->network_key_b64)) !=
+        if (p2p_b64_decode(key, sizeof(key), cfg->network_key_b64, strlen(cfg->network_key_b64)) !=
             DHT_NET_KEY_LEN)
             return fail(s, "invalid NETWORK_KEY: not standard base64 of exactly 32 bytes");
     }

@@ -16,34 +16,6 @@
 #define NODE_KEY_FILE_MAX 1024 /* largest key file read, in bytes */
 #endif
 
-int node_b64_decode(uint8_t *out, size_t cap, const char *in, size_t inlen)
-{
-    int rc = p2p_b64_decode(out, cap, in, inlen);
-    if (rc != -EINVAL) return rc;
-    /* p2p_b64_decode() of this tree stops at '=' when it tries the unpadded variant first: decode
-     * padded input here (surrounding whitespace ignored, like p2p_b64_decode). */
-    while (inlen && strchr(" \t\r\n", in[inlen - 1]))
-        inlen--;
-    while (inlen && strchr(" \t\r\n", *in))
-        in++, inlen--;
-    if (inlen == 0 || inlen % 4 != 0 || in[inlen - 1] != '=') return -EINVAL;
-    size_t got = 0;
-    const char *end = NULL;
-    uint8_t tmp[NODE_KEY_FILE_MAX];
-    if (inlen / 4 * 3 > sizeof(tmp)) return -EINVAL;
-    if (sodium_base642bin(tmp, sizeof(tmp), in, inlen, NULL, &got, &end,
-                          sodium_base64_VARIANT_ORIGINAL) != 0 ||
-        end != in + inlen)
-        return -EINVAL;
-    if (got > cap) {
-        sodium_memzero(tmp, sizeof(tmp));
-        return -ENOSPC;
-    }
-    memcpy(out, tmp, got);
-    sodium_memzero(tmp, sizeof(tmp));
-    return (int)got;
-}
-
 int node_data_dir_ensure(const char *dir)
 {
     char path[NODE_PATH_MAX];
@@ -88,7 +60,7 @@ int node_key_file_load(const char *path, uint8_t *out, size_t cap, size_t min, s
     }
     close(fd);
     text[len] = '\0';
-    int got = node_b64_decode(out, cap, text, len);
+    int got = p2p_b64_decode(out, cap, text, len);
     sodium_memzero(text, sizeof(text));
     if (got < 0) return -EINVAL;
     if ((size_t)got < min || (size_t)got > max) {
@@ -189,8 +161,8 @@ int node_network_key_load(node_t *node, char *err, size_t errlen)
     char path[NODE_PATH_MAX + 32];
     int rc;
     if (cfg->network_key_b64[0]) {
-        rc = node_b64_decode(node->network_key, sizeof(node->network_key), cfg->network_key_b64,
-                             strlen(cfg->network_key_b64));
+        rc = p2p_b64_decode(node->network_key, sizeof(node->network_key), cfg->network_key_b64,
+                            strlen(cfg->network_key_b64));
         if (rc != DHT_NET_KEY_LEN) {
             snprintf(err, errlen, "invalid NETWORK_KEY: not standard base64 of exactly 32 bytes");
             return -EINVAL;
@@ -226,7 +198,7 @@ int node_auth_secret_load(node_t *node, char *err, size_t errlen)
         /* Base64 of >= 32 bytes is decoded; any other string of >= 32 bytes is used as it is,
          * like the Python system's AUTH_SECRET. */
         size_t n = strlen(cfg->auth_secret_b64);
-        rc = node_b64_decode(node->auth_secret, sizeof(node->auth_secret), cfg->auth_secret_b64, n);
+        rc = p2p_b64_decode(node->auth_secret, sizeof(node->auth_secret), cfg->auth_secret_b64, n);
         if (rc >= 32) {
             node->auth_secret_len = (size_t)rc;
             return 0;

@@ -10,10 +10,6 @@
 
 #include "node/node.h"
 
-/* Like p2p_b64_decode() (standard base64, padding optional, surrounding whitespace ignored):
- * returns the decoded length, -EINVAL or -ENOSPC. */
-int node_b64_decode(uint8_t *out, size_t cap, const char *in, size_t inlen);
-
 /* Creates dir and its missing parents; the last component gets mode 0700. Returns 0 or -errno. */
 int node_data_dir_ensure(const char *dir);
 

@@ -51,6 +51,34 @@ static uint64_t mono_now(const node_t *node)
     return uv_now(node->loop); /* the clock the DHT adapter feeds the core */
 }
 
+static void pack_counters(msgpack_packer *pk, const char *name, const uint64_t *v,
+                          const char *const *labels, int n)
+{
+    pack_str(pk, name);
+    msgpack_pack_map(pk, (size_t)n);
+    for (int i = 0; i < n; i++) {
+        pack_str(pk, labels[i]);
+        msgpack_pack_uint64(pk, v[i]);
+    }
+}
+
+/* The DHT's counters: datagrams by type, drops by reason, lookups by result, bytes. */
+static void pack_dht_stats(msgpack_packer *pk, dht_t *dht)
+{
+    dht_stats_t st;
+    memset(&st, 0, sizeof(st));
+    if (dht) dht_get_stats(dht, &st);
+    msgpack_pack_map(pk, 6);
+    pack_counters(pk, "received", st.received, dht_msg_type_names, DHT_MSG_TYPE_COUNT);
+    pack_counters(pk, "sent", st.sent, dht_msg_type_names, DHT_MSG_TYPE_COUNT);
+    pack_counters(pk, "dropped", st.dropped, dht_drop_reason_names, DHT_DROP_REASON_COUNT);
+    pack_counters(pk, "lookups", st.lookups, dht_lookup_result_names, DHT_LOOKUP_LABEL_COUNT);
+    pack_str(pk, "bytes_in");
+    msgpack_pack_uint64(pk, st.bytes_in);
+    pack_str(pk, "bytes_out");
+    msgpack_pack_uint64(pk, st.bytes_out);
+}
+
 static void info_cb(rpc_call_t *call, void *ctx)
 {
     node_t *node = ctx;
@@ -59,7 +87,7 @@ static void info_cb(rpc_call_t *call, void *ctx)
     dht_addr_t ext;
     bool has_ext = dht && dht_external_addr(dht, &ext);
 
-    msgpack_pack_map(pk, 8);
+    msgpack_pack_map(pk, 9);
     pack_str(pk, "name");
     pack_str(pk, node->cfg.name);
     pack_str(pk, "id");
@@ -87,6 +115,8 @@ static void info_cb(rpc_call_t *call, void *ctx)
     msgpack_pack_uint64(pk, dht ? dht_contact_count(dht) : 0);
     pack_str(pk, "records");
     msgpack_pack_uint64(pk, dht ? dht_record_count(dht) : 0);
+    pack_str(pk, "dht_stats");
+    pack_dht_stats(pk, dht);
     rpc_call_reply(call);
 }
 

@@ -27,7 +27,7 @@ struct rpc_local {
     char *audience;
     conn_t *conns;
     size_t n_conns;
-    size_t closing; /* handles whose close_cb has not run yet, while stopping */
+    size_t closing; /* connections and the listener whose close_cb has not run yet */
     bool stopping;
     void (*done_cb)(void *arg);
     void *done_arg;
@@ -73,10 +73,8 @@ static void conn_close_cb(uv_handle_t *h)
     if (--c->open > 0) return;
     rpc_local_t *s = c->srv;
     free(c);
-    if (s->stopping) {
-        s->closing--;
-        maybe_done(s);
-    }
+    s->closing--;
+    maybe_done(s);
 }
 
 /* Closes a connection. Must not run inside the session's own call chain. */
@@ -93,7 +91,7 @@ static void conn_close(conn_t *c)
         s->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     s->n_conns--;
-    if (s->stopping) s->closing++;
+    s->closing++; /* counted even before a stop, so the server outlives this close */
     uv_close((uv_handle_t *)&c->pipe, conn_close_cb);
     uv_close((uv_handle_t *)&c->timer, conn_close_cb);
 }

@@ -258,6 +258,11 @@ class Node:
             self.proc.wait(5)
             raise RuntimeError("%s did not exit within %ss of SIGTERM" % (self.name, timeout))
 
+    def stop_ok(self, timeout=5.0):
+        """SIGTERM; asserts a clean exit (code 0), showing the log tail otherwise."""
+        rc = self.stop(timeout)
+        assert rc == 0, "%s exited with %r after SIGTERM; log tail:\n%s" % (self.name, rc, self.log_tail(40))
+
     def log_tail(self, n=30):
         try:
             with open(self.log_path, "rb") as f:
@@ -461,7 +466,7 @@ class Runner:
             fn(*args)
             self.results.append((name, True, ""))
             log("PASS %s (%.1fs)" % (name, time.monotonic() - t))
-        except Exception as e:  # noqa: BLE001
+        except Exception:  # noqa: BLE001
             import traceback
             tb = traceback.format_exc()
             self.results.append((name, False, tb))

@@ -122,8 +122,7 @@ def test_kill10_values_survive(c):
 def test_restart_keeps_id(c):
     n = c.node(2)
     old_id = n.node_id()
-    rc = n.stop(5.0)
-    assert rc == 0, "SIGTERM exit code %r; log tail:\n%s" % (rc, n.log_tail(40))
+    n.stop_ok(5.0)
     # A value published while it is down can only reach it through the network after the restart.
     key, value = "it-key-while-down", "published-while-n02-down-" + os.urandom(4).hex()
     c.node(1).put(key, value)
@@ -159,7 +158,7 @@ def test_foreign_network_key_never_joins(c):
         assert grew, "no auth drop counted for the foreign node's datagrams"
     else:
         p2p.log("NOTE: no DHT drop counters exposed by node.info; drop not checked")
-    x.stop(5.0)
+    x.stop_ok(5.0)
 
 
 def main():

@@ -144,14 +144,14 @@ def test_key_files_created_0600():
     finally:
         c.close()
     old_id = n.node_id()
-    assert n.stop() == 0
+    n.stop_ok()
     with open(nk) as fh:
         key_before = fh.read()
     n.start().wait_ready()
     assert n.node_id() == old_id, "id changed across restart"
     with open(nk) as fh:
         assert fh.read() == key_before, "network.key rewritten on restart"
-    n.stop()
+    n.stop_ok()
 
 
 def test_keygen_file_is_valid():
@@ -167,7 +167,7 @@ def test_keygen_file_is_valid():
     net.env = lambda: env
     n = p2p.Node(net, "kg01", root, extra=["--network-key-file", kf]).start().wait_ready()
     n.info()
-    n.stop()
+    n.stop_ok()
 
 
 def main():

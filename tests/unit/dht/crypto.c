@@ -141,7 +141,7 @@ static int check(dht_peer_t *p, uint64_t epoch, uint64_t ctr)
 {
     uint8_t n[DHT_NONCE_LEN];
     nonce(n, epoch, ctr);
-    return dht_replay_check(p, n);
+    return dht_replay_check(&p->rw, n);
 }
 
 static void test_replay_window(void **state)

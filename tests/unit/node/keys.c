@@ -66,7 +66,7 @@ static void key_file_created_0600_and_loaded(void **state)
     fclose(f);
     assert_int_equal(strlen(line), 45);
     assert_int_equal(line[44], '\n');
-    assert_int_equal(node_b64_decode(b, sizeof(b), line, 44), 32);
+    assert_int_equal(p2p_b64_decode(b, sizeof(b), line, 44), 32);
     assert_memory_equal(a, b, 32);
     /* loaded again, not replaced */
     assert_int_equal(node_key_file_ensure(path, b, 32, 32, 32, 32, &created), 32);
