@@ -27,20 +27,10 @@ install_debs() {
   fi
 }
 
-# The executables land in their module folders; the contract names build/p2p-node etc.
-link_binaries() {
-  local dir=$1
-  for pair in p2p-node:src/node/p2p-node p2p-rpc:src/cli/p2p-rpc dht-sim:src/sim/dht-sim; do
-    local name=${pair%%:*} path=${pair#*:}
-    if [ -x "$dir/$path" ]; then ln -sf "$path" "$dir/$name"; fi
-  done
-}
-
 build_dir() { # build_dir DIR [meson options]
   local dir=$1; shift
   if [ ! -f "$dir/build.ninja" ]; then meson setup "$dir" "$@" >/dev/null; fi
   ninja -C "$dir" >/dev/null || ninja -C "$dir"
-  link_binaries "$dir"
 }
 
 cmd_build() {
