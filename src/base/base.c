@@ -105,7 +105,8 @@ int p2p_buf_append(p2p_buf_t *b, const void *p, size_t n)
     if (n > b->limit || b->len > b->limit - n) return -E2BIG;
     if (b->len + n > b->cap) {
         size_t ncap = b->cap ? b->cap : 256;
-        while (ncap < b->len + n) ncap *= 2;
+        while (ncap < b->len + n)
+            ncap *= 2;
         if (ncap > b->limit) ncap = b->limit;
         uint8_t *nd = realloc(b->data, ncap);
         if (!nd) return -ENOMEM;

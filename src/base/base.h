@@ -1,5 +1,6 @@
 /* base.h: small helpers shared by every module (hex, base64, clocks, bounded buffers).
- * No project logic lives here. Functions return 0 or a count on success, negative errno on failure. */
+ * No project logic lives here. Functions return 0 or a count on success, negative errno on failure.
+ */
 #ifndef P2P_BASE_H
 #define P2P_BASE_H
 
@@ -13,7 +14,8 @@
 /* Writes 2*len lowercase hex digits and a NUL to out (size >= 2*len+1). */
 void p2p_hex_encode(char *out, const uint8_t *in, size_t len);
 
-/* Decodes exactly outlen bytes from hex; returns 0, or -EINVAL on a bad digit or a length mismatch. */
+/* Decodes exactly outlen bytes from hex; returns 0, or -EINVAL on a bad digit or a length mismatch.
+ */
 int p2p_hex_decode(uint8_t *out, size_t outlen, const char *hex, size_t hexlen);
 
 /* Decodes standard base64 (padding optional, surrounding whitespace ignored) into out.
@@ -41,7 +43,8 @@ typedef struct p2p_buf {
 /* Initialises an empty buffer that may hold at most limit bytes. */
 void p2p_buf_init(p2p_buf_t *b, size_t limit);
 
-/* Appends n bytes; returns 0, -ENOMEM, or -E2BIG when the limit would be passed (buffer unchanged). */
+/* Appends n bytes; returns 0, -ENOMEM, or -E2BIG when the limit would be passed (buffer unchanged).
+ */
 int p2p_buf_append(p2p_buf_t *b, const void *p, size_t n);
 
 /* Drops the first n bytes (n <= len). */
@@ -53,8 +56,8 @@ void p2p_buf_free(p2p_buf_t *b);
 /* Limits for p2p_msgpack_scan(). */
 #define P2P_MSGPACK_MAX_DEPTH 64 /* deepest nesting any caller may allow */
 typedef struct p2p_msgpack_limits {
-    size_t max_len;     /* bytes one object may span */
-    size_t max_depth;   /* nesting levels (<= P2P_MSGPACK_MAX_DEPTH) */
+    size_t max_len;       /* bytes one object may span */
+    size_t max_depth;     /* nesting levels (<= P2P_MSGPACK_MAX_DEPTH) */
     uint64_t max_objects; /* objects in all, containers included */
 } p2p_msgpack_limits_t;
 

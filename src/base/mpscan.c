@@ -169,4 +169,3 @@ int p2p_msgpack_scan(const uint8_t *buf, size_t len, const p2p_msgpack_limits_t 
         pos += hdr + n;
     }
 }
-

@@ -142,8 +142,8 @@ void dht_rng_bytes(dht_rng_t *r, void *out, size_t n)
     while (n > 0) {
         if (r->pos == sizeof(r->buf)) {
             uint8_t nonce[crypto_stream_chacha20_NONCEBYTES] = {0};
-            memcpy(nonce, &r->counter, sizeof(r->counter) < sizeof(nonce) ? sizeof(r->counter)
-                                                                             : sizeof(nonce));
+            memcpy(nonce, &r->counter,
+                   sizeof(r->counter) < sizeof(nonce) ? sizeof(r->counter) : sizeof(nonce));
             crypto_stream_chacha20(r->buf, sizeof(r->buf), nonce, r->key);
             r->counter++;
             r->pos = 0;

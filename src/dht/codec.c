@@ -59,8 +59,8 @@ int dht_msg_encode(const dht_msg_t *m, size_t pad_to, uint8_t *out, size_t cap)
     wbuf_t w = {out, 0, cap, false};
     msgpack_packer pk;
     msgpack_packer_init(&pk, &w, wbuf_write);
-    bool padded = m->type == DHT_MSG_PING || m->type == DHT_MSG_FIND_NODE ||
-                  m->type == DHT_MSG_FIND_VALUE;
+    bool padded =
+        m->type == DHT_MSG_PING || m->type == DHT_MSG_FIND_NODE || m->type == DHT_MSG_FIND_VALUE;
     static const int fields[DHT_MSG_TYPE_COUNT] = {4, 4, 5, 5, 5, 6, 4, 5};
     if (m->type >= DHT_MSG_TYPE_COUNT) return -EINVAL;
     msgpack_pack_array(&pk, (size_t)fields[m->type]);
@@ -83,7 +83,8 @@ int dht_msg_encode(const dht_msg_t *m, size_t pad_to, uint8_t *out, size_t cap)
             pack_bin(&pk, m->nodes, m->nodes_len);
         if (m->type == DHT_MSG_VALUES) {
             msgpack_pack_array(&pk, (size_t)m->nrecords);
-            for (int i = 0; i < m->nrecords; i++) pack_bin(&pk, m->records[i], m->record_lens[i]);
+            for (int i = 0; i < m->nrecords; i++)
+                pack_bin(&pk, m->records[i], m->record_lens[i]);
         }
         if (m->type == DHT_MSG_STORED) msgpack_pack_int(&pk, m->status);
         break;
@@ -191,8 +192,7 @@ static int decode_obj(dht_msg_t *m, const msgpack_object *root)
             return -EBADMSG;
         m->nrecords = (int)a->via.array.size;
         for (int i = 0; i < m->nrecords; i++) {
-            if (!get_bin(&a->via.array.ptr[i], &m->records[i], &m->record_lens[i]))
-                return -EBADMSG;
+            if (!get_bin(&a->via.array.ptr[i], &m->records[i], &m->record_lens[i])) return -EBADMSG;
         }
     }
     if (m->type == DHT_MSG_STORED) {
@@ -237,7 +237,8 @@ static void put_u64(uint8_t *p, uint64_t v)
 static uint64_t get_u64(const uint8_t *p)
 {
     uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v = v << 8 | p[i];
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
     return v;
 }
 

@@ -1,10 +1,11 @@
 /* crypto.c: datagram sealing and opening. A boxed datagram is
  *   0xd1 | sender Ed25519 pk (32) | nonce (24) | XChaCha20-Poly1305(body), AD = the 57-byte header,
- * under a pairwise key K = BLAKE2b(key = network key, "pair" | X25519(our sk, their pk) | both pks).
- * Only the holder of the secret key behind the sender's pk (and of the network key) can produce or
- * read it, so a node cannot claim an id it does not own. A hello datagram (0xd2) is sealed with a
- * key derived from the network key only; it carries a PING to an identity we do not know yet.
- * The nonce is (epoch, counter, random): receivers keep a sliding window per peer to drop replays. */
+ * under a pairwise key K = BLAKE2b(key = network key, "pair" | X25519(our sk, their pk) | both
+ * pks). Only the holder of the secret key behind the sender's pk (and of the network key) can
+ * produce or read it, so a node cannot claim an id it does not own. A hello datagram (0xd2) is
+ * sealed with a key derived from the network key only; it carries a PING to an identity we do not
+ * know yet. The nonce is (epoch, counter, random): receivers keep a sliding window per peer to drop
+ * replays. */
 #include <errno.h>
 #include <string.h>
 
@@ -25,7 +26,8 @@ int dht_crypto_pair_key(const dht_t *dht, const uint8_t pk[DHT_PK_LEN], uint8_t 
 {
     uint8_t xpk[32], shared[32];
     if (dht->cfg.plaintext) {
-        /* simulator: no scalar multiplication, but still a per-pair key so the framing is the same */
+        /* simulator: no scalar multiplication, but still a per-pair key so the framing is the same
+         */
         crypto_generichash_state st;
         const uint8_t *a = dht->cfg.public_key, *b = pk;
         if (memcmp(a, b, 32) > 0) {
@@ -69,7 +71,8 @@ static void put_u64(uint8_t *p, uint64_t v)
 static uint64_t get_u64(const uint8_t *p)
 {
     uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v = v << 8 | p[i];
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
     return v;
 }
 

@@ -40,7 +40,8 @@
 #define DHT_REPUBLISH_MS (10 * 60 * 1000) /* publishers store their records again this often */
 #endif
 #ifndef DHT_TOKEN_ROTATE_MS
-#define DHT_TOKEN_ROTATE_MS (5 * 60 * 1000) /* token secret rotation; the previous one stays valid */
+#define DHT_TOKEN_ROTATE_MS                                                                        \
+    (5 * 60 * 1000) /* token secret rotation; the previous one stays valid */
 #endif
 #ifndef DHT_HELLO_PAD
 #define DHT_HELLO_PAD 1200 /* requests to unverified peers are padded to this size */
@@ -49,21 +50,22 @@
 #define DHT_EXT_VOTES 16 /* external-address candidates remembered */
 #endif
 #ifndef DHT_WIDE_BUCKET0
-#define DHT_WIDE_BUCKET0 128 /* contacts in the farthest bucket (then 64, 32, then k): fewer hops */
+#define DHT_WIDE_BUCKET0 128 /* contacts in the farthest bucket (then 64, 32, then k): fewer hops  \
+                              */
 #endif
 #ifndef DHT_REPLAY_WINDOW
 #define DHT_REPLAY_WINDOW 64 /* out-of-order datagrams tolerated per peer */
 #endif
 
-#define DHT_MAGIC_BOX   0xd1 /* pairwise-key datagram */
-#define DHT_MAGIC_HELLO 0xd2 /* network-key-only datagram (PING to an unknown identity) */
-#define DHT_NONCE_LEN   24
-#define DHT_MAC_LEN     16
-#define DHT_HDR_LEN     (1 + DHT_PK_LEN + DHT_NONCE_LEN)
-#define DHT_OVERHEAD    (DHT_HDR_LEN + DHT_MAC_LEN)
-#define DHT_MAX_PLAIN   (DHT_MAX_DATAGRAM - DHT_OVERHEAD)
-#define DHT_COMPACT_V4  (1 + 4 + 2 + DHT_PK_LEN)
-#define DHT_COMPACT_V6  (1 + 16 + 2 + DHT_PK_LEN)
+#define DHT_MAGIC_BOX    0xd1 /* pairwise-key datagram */
+#define DHT_MAGIC_HELLO  0xd2 /* network-key-only datagram (PING to an unknown identity) */
+#define DHT_NONCE_LEN    24
+#define DHT_MAC_LEN      16
+#define DHT_HDR_LEN      (1 + DHT_PK_LEN + DHT_NONCE_LEN)
+#define DHT_OVERHEAD     (DHT_HDR_LEN + DHT_MAC_LEN)
+#define DHT_MAX_PLAIN    (DHT_MAX_DATAGRAM - DHT_OVERHEAD)
+#define DHT_COMPACT_V4   (1 + 4 + 2 + DHT_PK_LEN)
+#define DHT_COMPACT_V6   (1 + 16 + 2 + DHT_PK_LEN)
 #define DHT_RECORD_FIXED (DHT_ID_LEN + DHT_PK_LEN + 8 + 8 + 2 + DHT_SIG_LEN)
 
 /* ---- ids and addresses (addr.c) ---- */
@@ -99,14 +101,14 @@ typedef struct dht_replay {
 typedef struct dht_peer {
     uint8_t pk[DHT_PK_LEN];
     dht_id_t id;
-    uint8_t key[32];      /* pairwise AEAD key */
-    dht_addr_t addr;      /* last address an authenticated datagram came from */
-    dht_replay_t rw;      /* replay window of boxed datagrams */
-    dht_replay_t hw;      /* replay window of hellos (kept apart: a hello proves no identity) */
+    uint8_t key[32]; /* pairwise AEAD key */
+    dht_addr_t addr; /* last address an authenticated datagram came from */
+    dht_replay_t rw; /* replay window of boxed datagrams */
+    dht_replay_t hw; /* replay window of hellos (kept apart: a hello proves no identity) */
     uint8_t token[DHT_TOKEN_LEN]; /* token this peer gave us for our address */
     bool has_token;
-    bool answered;        /* answered a request of ours from `addr` */
-    bool pinned;          /* in the routing table: never evicted from the cache */
+    bool answered; /* answered a request of ours from `addr` */
+    bool pinned;   /* in the routing table: never evicted from the cache */
     bool used;
     uint16_t srtt, rttvar; /* ms */
     uint64_t last_used;
@@ -114,9 +116,9 @@ typedef struct dht_peer {
 
 typedef struct dht_peers {
     dht_peer_t *slots;
-    size_t cap;   /* power of two */
+    size_t cap; /* power of two */
     size_t count;
-    size_t max;   /* unpinned entries allowed */
+    size_t max; /* unpinned entries allowed */
     size_t unpinned;
 } dht_peers_t;
 
@@ -158,7 +160,7 @@ enum dht_req_purpose {
 
 typedef struct dht_pending {
     uint32_t txid;
-    uint8_t type;    /* request message type */
+    uint8_t type; /* request message type */
     uint8_t purpose;
     bool hello;      /* sent as a hello datagram to an unknown identity */
     bool late;       /* soft timeout passed; slot freed in the lookup */
@@ -189,7 +191,7 @@ enum dht_op_kind { DHT_OP_FIND_NODE = 1, DHT_OP_GET, DHT_OP_PUT, DHT_OP_REFRESH 
 
 typedef struct dht_op {
     bool used;
-    bool done;   /* finished; the callback runs from dht_ops_finish() */
+    bool done; /* finished; the callback runs from dht_ops_finish() */
     int status;
     uint8_t kind;
     uint32_t gen;
@@ -199,7 +201,7 @@ typedef struct dht_op {
     int inflight; /* requests not yet soft-timed-out */
     uint32_t messages;
     uint64_t started;
-    int hops;            /* set when the answer was first in hand */
+    int hops; /* set when the answer was first in hand */
     uint64_t answer_ms;
     /* get: records found, one per publisher */
     dht_record_t *found;
@@ -242,7 +244,7 @@ typedef struct dht_ratelimit {
         uint8_t family;
         double tokens;
         uint64_t last;
-    } *src;
+    } * src;
     size_t nsrc;
     double global_tokens;
     uint64_t global_last;
@@ -252,7 +254,7 @@ typedef struct dht_ratelimit {
 struct dht {
     dht_config_t cfg;
     dht_id_t self;
-    uint8_t x_sk[32];    /* X25519 form of our secret key */
+    uint8_t x_sk[32]; /* X25519 form of our secret key */
     uint8_t hello_key[32];
     dht_rng_t rng;
     uint64_t counter;    /* nonce counter under cfg.epoch */
@@ -311,17 +313,17 @@ typedef struct dht_msg {
     /* requests */
     bool has_token;
     uint8_t token[DHT_TOKEN_LEN];
-    dht_id_t target;          /* FIND_NODE, FIND_VALUE */
-    const uint8_t *record;    /* STORE: serialized record */
+    dht_id_t target;       /* FIND_NODE, FIND_VALUE */
+    const uint8_t *record; /* STORE: serialized record */
     size_t record_len;
     /* responses */
-    dht_addr_t seen;          /* requester's address as seen by the responder */
-    const uint8_t *nodes;     /* compact contacts, concatenated */
+    dht_addr_t seen;      /* requester's address as seen by the responder */
+    const uint8_t *nodes; /* compact contacts, concatenated */
     size_t nodes_len;
     const uint8_t *records[DHT_MAX_VALUES_PER_KEY]; /* VALUES */
     size_t record_lens[DHT_MAX_VALUES_PER_KEY];
     int nrecords;
-    int status;               /* STORED: 0 ok, else negative reason */
+    int status; /* STORED: 0 ok, else negative reason */
 } dht_msg_t;
 
 /* Encodes m into out; pad_to > 0 appends padding so the body reaches that size. Returns the length
@@ -365,7 +367,8 @@ int dht_peers_init(dht_peers_t *ps, size_t max);
 void dht_peers_free(dht_peers_t *ps);
 dht_peer_t *dht_peers_find(dht_peers_t *ps, const uint8_t pk[DHT_PK_LEN]);
 /* Finds or creates the peer (evicting an unpinned one when full). NULL on out of memory. */
-dht_peer_t *dht_peers_get(dht_peers_t *ps, const uint8_t pk[DHT_PK_LEN], uint32_t rnd, bool *created);
+dht_peer_t *dht_peers_get(dht_peers_t *ps, const uint8_t pk[DHT_PK_LEN], uint32_t rnd,
+                          bool *created);
 
 /* ---- records.c ---- */
 int dht_store_init(dht_store_t *s);
@@ -390,6 +393,13 @@ int dht_send_request(dht_t *dht, dht_msg_t *m, const uint8_t *pk, const dht_addr
                      int purpose, int op, int cand, uint64_t now);
 uint64_t dht_wall_s(const dht_t *dht, uint64_t now);
 uint32_t dht_rto(const dht_t *dht, const uint8_t *pk);
+
+/* ---- publish.c ---- */
+/* Stores a publication again (a put without a callback) and schedules the next time. */
+void dht_republish(dht_t *dht, dht_pub_t *pub, uint64_t now);
+/* Sends p (a contact that just answered for the first time) the records we are responsible for
+ * and it is closer to than we are. */
+void dht_replicate_to(dht_t *dht, const dht_peer_t *p, const dht_addr_t *addr, uint64_t now);
 
 /* ---- lookup.c ---- */
 int dht_op_start(dht_t *dht, int kind, const dht_id_t *target, uint64_t now);

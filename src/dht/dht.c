@@ -174,8 +174,6 @@ static void send_ping(dht_t *dht, const uint8_t *pk, const dht_addr_t *to, uint6
 
 /* ---- routing-table upkeep ---- */
 
-static void replicate_to(dht_t *dht, const dht_peer_t *p, const dht_addr_t *addr, uint64_t now);
-
 static void contact_seen(dht_t *dht, const uint8_t *pk, const dht_id_t *id, const dht_addr_t *addr,
                          bool answered, uint64_t now)
 {
@@ -208,7 +206,8 @@ static void contact_failed(dht_t *dht, const uint8_t *pk, uint64_t now)
     /* promote a replacement if one exists; without one, drop only a contact that never answered */
     dht_table_remove(&dht->table, &id);
     pin_peer(dht, pk, false);
-    for (int i = 0; i < b->n; i++) pin_peer(dht, b->nodes[i].pk, true);
+    for (int i = 0; i < b->n; i++)
+        pin_peer(dht, b->nodes[i].pk, true);
     (void)now;
 }
 
@@ -347,9 +346,10 @@ static void handle_response(dht_t *dht, dht_peer_t *p, const dht_msg_t *m, const
         dht->stats.dropped[DHT_DROP_UNSOLICITED]++;
         return;
     }
-    static const uint8_t expect[DHT_MSG_TYPE_COUNT] = {
-        [DHT_MSG_PING] = DHT_MSG_PONG, [DHT_MSG_FIND_NODE] = DHT_MSG_NODES,
-        [DHT_MSG_FIND_VALUE] = DHT_MSG_VALUES, [DHT_MSG_STORE] = DHT_MSG_STORED};
+    static const uint8_t expect[DHT_MSG_TYPE_COUNT] = {[DHT_MSG_PING] = DHT_MSG_PONG,
+                                                       [DHT_MSG_FIND_NODE] = DHT_MSG_NODES,
+                                                       [DHT_MSG_FIND_VALUE] = DHT_MSG_VALUES,
+                                                       [DHT_MSG_STORE] = DHT_MSG_STORED};
     if (expect[pd->type] != m->type) {
         dht->stats.dropped[DHT_DROP_UNSOLICITED]++;
         return;
@@ -369,7 +369,7 @@ static void handle_response(dht_t *dht, dht_peer_t *p, const dht_msg_t *m, const
     contact_seen(dht, p->pk, &id, from, true, now);
     p = dht_peers_find(&dht->peers, copy.pk); /* the cache may have moved */
     /* a node newly proven to answer may be closer to some of our records than we are */
-    if (p && first_answer && dht_table_find(&dht->table, &id)) replicate_to(dht, p, from, now);
+    if (p && first_answer && dht_table_find(&dht->table, &id)) dht_replicate_to(dht, p, from, now);
     if (copy.purpose == DHT_REQ_LOOKUP || copy.purpose == DHT_REQ_STORE)
         dht_op_on_reply(dht, &copy, m, now);
 }
@@ -419,7 +419,8 @@ int dht_input(dht_t *dht, const uint8_t *buf, size_t len, const dht_addr_t *from
     }
     if (plen < 0) return drop(dht, DHT_DROP_AUTH, -EACCES);
     dht_msg_t m;
-    if (dht_msg_decode(&m, plain, (size_t)plen) != 0) return drop(dht, DHT_DROP_MALFORMED, -EBADMSG);
+    if (dht_msg_decode(&m, plain, (size_t)plen) != 0)
+        return drop(dht, DHT_DROP_MALFORMED, -EBADMSG);
     bool request = m.type == DHT_MSG_PING || m.type == DHT_MSG_FIND_NODE ||
                    m.type == DHT_MSG_FIND_VALUE || m.type == DHT_MSG_STORE;
     if (hello && m.type != DHT_MSG_PING) return drop(dht, DHT_DROP_MALFORMED, -EBADMSG);
@@ -494,8 +495,6 @@ static void random_id_in_bucket(dht_t *dht, int bi, dht_id_t *out)
     }
 }
 
-static void republish(dht_t *dht, dht_pub_t *pub, uint64_t now);
-
 static void maintenance(dht_t *dht, uint64_t now)
 {
     if (now - dht->token_rotated >= DHT_TOKEN_ROTATE_MS) {
@@ -522,7 +521,7 @@ static void maintenance(dht_t *dht, uint64_t now)
         }
     }
     for (int i = 0; i < dht->npubs; i++) {
-        if (now >= dht->pubs[i].next_republish) republish(dht, &dht->pubs[i], now);
+        if (now >= dht->pubs[i].next_republish) dht_republish(dht, &dht->pubs[i], now);
     }
     if (now >= dht->next_expiry) {
         uint64_t wall = dht_wall_s(dht, now);
@@ -560,72 +559,6 @@ uint64_t dht_periodic(dht_t *dht, uint64_t now)
         if (dht->ops[i].used && !dht->ops[i].done) dht_op_step(dht, i, now);
     dht_ops_finish(dht, now);
     return dht_next_deadline(dht);
-}
-
-/* ---- publications and replication ---- */
-
-static void put_done_noop(void *arg, int status, size_t stored)
-{
-    (void)arg, (void)status, (void)stored;
-}
-
-static void republish(dht_t *dht, dht_pub_t *pub, uint64_t now)
-{
-    uint64_t left_ms = (pub->rec.expires - dht_wall_s(dht, now)) * 1000u;
-    uint64_t every = left_ms / 4 < DHT_REPUBLISH_MS ? left_ms / 4 : DHT_REPUBLISH_MS;
-    pub->next_republish = now + (every > 1000 ? every : 1000);
-    int op = dht_op_start(dht, DHT_OP_PUT, &pub->rec.key, now);
-    if (op < 0) return;
-    dht_op_t *o = &dht->ops[op];
-    o->rec = malloc(sizeof(dht_record_t));
-    if (!o->rec) {
-        dht_op_abort(dht, op);
-        return;
-    }
-    *o->rec = pub->rec;
-    o->cb.put = put_done_noop;
-    dht_op_step(dht, op, now);
-}
-
-/* How many table contacts are closer to key than we are. A contact in bucket j (sharing j bits
- * with us) is closer exactly when key differs from our id at bit j; the last bucket mixes depths
- * and is checked one by one. */
-static int count_closer(const dht_t *dht, const dht_id_t *key)
-{
-    const dht_table_t *t = &dht->table;
-    int n = 0;
-    for (int j = 0; j < t->n - 1; j++) {
-        uint8_t mask = (uint8_t)(0x80 >> (j % 8));
-        if ((key->b[j / 8] ^ dht->self.b[j / 8]) & mask) n += t->buckets[j].n;
-    }
-    const dht_bucket_t *last = &t->buckets[t->n - 1];
-    for (int i = 0; i < last->n; i++)
-        if (dht_id_cmp_dist(key, &last->nodes[i].id, &dht->self) < 0) n++;
-    return n;
-}
-
-static void replicate_to(dht_t *dht, const dht_peer_t *p, const dht_addr_t *addr, uint64_t now)
-{
-    if (!p->has_token) return;
-    uint8_t pk[DHT_PK_LEN];
-    memcpy(pk, p->pk, DHT_PK_LEN);
-    dht_id_t pid = p->id;
-    int sent = 0;
-    for (size_t i = 0; i < dht->store.cap && sent < 32; i++) {
-        dht_recset_t *set = dht->store.sets[i];
-        /* only for keys we are responsible for (among the k closest we know of) and that the
-         * newcomer is closer to than we are */
-        if (!set || dht_id_cmp_dist(&set->key, &pid, &dht->self) >= 0 ||
-            count_closer(dht, &set->key) >= DHT_K)
-            continue;
-        for (int j = 0; j < set->n && sent < 32; j++) {
-            uint8_t rec[DHT_MAX_PLAIN];
-            int n = dht_record_pack(set->recs[j], rec, sizeof(rec));
-            if (n < 0) continue;
-            dht_msg_t m = {.type = DHT_MSG_STORE, .record = rec, .record_len = (size_t)n};
-            if (dht_send_request(dht, &m, pk, addr, false, DHT_REQ_STORE, -1, -1, now) >= 0) sent++;
-        }
-    }
 }
 
 /* ---- public API ---- */
@@ -718,62 +651,6 @@ int dht_get(dht_t *dht, const dht_id_t *key, uint64_t now, dht_get_cb cb, void *
     return 0;
 }
 
-int dht_put(dht_t *dht, const dht_id_t *key, const uint8_t *value, size_t len, uint32_t ttl_s,
-            uint64_t now, dht_put_cb cb, void *arg)
-{
-    if (len > DHT_MAX_VALUE) return -EMSGSIZE;
-    if (ttl_s == 0 || ttl_s > DHT_MAX_TTL_S) return -EINVAL;
-    dht_pub_t *pub = NULL;
-    for (int i = 0; i < dht->npubs; i++)
-        if (memcmp(dht->pubs[i].rec.key.b, key->b, DHT_ID_LEN) == 0) pub = &dht->pubs[i];
-    if (!pub) {
-        if (dht->npubs >= DHT_MAX_PUBLICATIONS) return -ENOBUFS;
-        dht_pub_t *np = realloc(dht->pubs, sizeof(dht_pub_t) * (size_t)(dht->npubs + 1));
-        if (!np) return -ENOMEM;
-        dht->pubs = np;
-        pub = &dht->pubs[dht->npubs++];
-        memset(pub, 0, sizeof(*pub));
-    }
-    uint64_t wall_ms = (uint64_t)((int64_t)now + dht->wall_offset);
-    dht_record_t *r = &pub->rec;
-    uint64_t seq = r->seq + 1 > wall_ms ? r->seq + 1 : wall_ms;
-    r->key = *key;
-    memcpy(r->publisher, dht->cfg.public_key, DHT_PK_LEN);
-    r->seq = seq;
-    r->expires = wall_ms / 1000u + ttl_s;
-    r->value_len = (uint16_t)len;
-    memcpy(r->value, value, len);
-    dht_record_sign(r, dht->cfg.secret_key);
-    dht_store_put(&dht->store, r, dht_wall_s(dht, now));
-    int op = dht_op_start(dht, DHT_OP_PUT, key, now);
-    if (op < 0) return op;
-    dht_op_t *o = &dht->ops[op];
-    o->rec = malloc(sizeof(dht_record_t));
-    if (!o->rec) {
-        dht_op_abort(dht, op);
-        return -ENOMEM;
-    }
-    *o->rec = *r;
-    o->cb.put = cb ? cb : put_done_noop;
-    o->arg = arg;
-    uint64_t every = (uint64_t)ttl_s * 250u < DHT_REPUBLISH_MS ? (uint64_t)ttl_s * 250u
-                                                                : DHT_REPUBLISH_MS;
-    pub->next_republish = now + (every > 1000 ? every : 1000);
-    dht_op_step(dht, op, now);
-    return 0;
-}
-
-int dht_unpublish(dht_t *dht, const dht_id_t *key)
-{
-    for (int i = 0; i < dht->npubs; i++) {
-        if (memcmp(dht->pubs[i].rec.key.b, key->b, DHT_ID_LEN) == 0) {
-            dht->pubs[i] = dht->pubs[--dht->npubs];
-            return 0;
-        }
-    }
-    return -ENOENT;
-}
-
 const dht_id_t *dht_self_id(const dht_t *dht)
 {
     return &dht->self;
@@ -801,8 +678,11 @@ void dht_foreach_contact(const dht_t *dht, void (*cb)(void *arg, const dht_conta
         const dht_bucket_t *b = &dht->table.buckets[bi];
         for (int i = 0; i < b->n; i++) {
             const dht_contact_t *c = &b->nodes[i];
-            dht_contact_info_t info = {.id = c->id, .addr = c->addr, .fails = c->fails,
-                                       .last_seen = c->last_seen, .verified = c->answered};
+            dht_contact_info_t info = {.id = c->id,
+                                       .addr = c->addr,
+                                       .fails = c->fails,
+                                       .last_seen = c->last_seen,
+                                       .verified = c->answered};
             memcpy(info.public_key, c->pk, DHT_PK_LEN);
             dht_peer_t *p = dht_peers_find((dht_peers_t *)&dht->peers, c->pk);
             if (p) info.rtt_ms = p->srtt;
@@ -840,24 +720,4 @@ int dht_import_contact(dht_t *dht, const uint8_t pk[DHT_PK_LEN], const dht_addr_
     dht_msg_t m = {.type = DHT_MSG_PING};
     int rc = dht_send_request(dht, &m, pk, addr, false, DHT_REQ_PING, -1, -1, now);
     return rc < 0 ? rc : 0;
-}
-
-int dht_import_record(dht_t *dht, const dht_record_t *rec, uint64_t now)
-{
-    uint64_t wall = dht_wall_s(dht, now);
-    if (rec->expires <= wall) return -ETIME;
-    if (dht_record_verify(rec) != 0) return -EBADMSG;
-    int rc = dht_store_put(&dht->store, rec, wall);
-    if (rc != 0 && rc != -ESTALE) return rc;
-    if (memcmp(rec->publisher, dht->cfg.public_key, DHT_PK_LEN) == 0) {
-        for (int i = 0; i < dht->npubs; i++)
-            if (memcmp(dht->pubs[i].rec.key.b, rec->key.b, DHT_ID_LEN) == 0) return 0;
-        if (dht->npubs >= DHT_MAX_PUBLICATIONS) return -ENOSPC;
-        dht_pub_t *np = realloc(dht->pubs, sizeof(dht_pub_t) * (size_t)(dht->npubs + 1));
-        if (!np) return -ENOMEM;
-        dht->pubs = np;
-        dht->pubs[dht->npubs].rec = *rec;
-        dht->pubs[dht->npubs++].next_republish = now + 5000; /* once the table is back */
-    }
-    return 0;
 }

@@ -3,14 +3,15 @@
  * datagrams to send through the send callback of dht_config_t. The same code runs under the libuv
  * adapter (dht_uv.h) and the simulator (src/sim).
  *
- * Times: `now` is a monotonic clock in milliseconds chosen by the caller. Record expiry is wall-clock
- * (seconds since the Unix epoch), derived from `now` plus the offset set with dht_set_wall_clock().
+ * Times: `now` is a monotonic clock in milliseconds chosen by the caller. Record expiry is
+ * wall-clock (seconds since the Unix epoch), derived from `now` plus the offset set with
+ * dht_set_wall_clock().
  *
  * The send callback may run from any dht_* call. Operation callbacks (lookups, gets, puts) run only
  * from inside dht_input(), dht_periodic() or dht_free(), never from the call that started the
  * operation. After starting an operation outside dht_input/dht_periodic, the caller must call
- * dht_periodic() again by the deadline returned by dht_next_deadline(). If a function that takes a callback returns an error,
- * the callback is never called. */
+ * dht_periodic() again by the deadline returned by dht_next_deadline(). If a function that takes a
+ * callback returns an error, the callback is never called. */
 #ifndef P2P_DHT_H
 #define P2P_DHT_H
 
@@ -20,10 +21,10 @@
 
 #include "dht/dht-limits.h"
 
-#define DHT_ID_LEN  32
-#define DHT_PK_LEN  32 /* Ed25519 public key */
-#define DHT_SK_LEN  64 /* Ed25519 secret key (libsodium layout) */
-#define DHT_SIG_LEN 64
+#define DHT_ID_LEN      32
+#define DHT_PK_LEN      32 /* Ed25519 public key */
+#define DHT_SK_LEN      64 /* Ed25519 secret key (libsodium layout) */
+#define DHT_SIG_LEN     64
 #define DHT_NET_KEY_LEN 32
 
 typedef struct dht dht_t;
@@ -55,10 +56,10 @@ typedef struct dht_contact_info {
     dht_id_t id;
     uint8_t public_key[DHT_PK_LEN];
     dht_addr_t addr;
-    uint32_t rtt_ms;      /* smoothed round-trip time, 0 when unknown */
-    uint32_t fails;       /* consecutive unanswered requests */
-    uint64_t last_seen;   /* `now` of the last authenticated datagram from it, 0 = never */
-    bool verified;        /* has answered one of our requests */
+    uint32_t rtt_ms;    /* smoothed round-trip time, 0 when unknown */
+    uint32_t fails;     /* consecutive unanswered requests */
+    uint64_t last_seen; /* `now` of the last authenticated datagram from it, 0 = never */
+    bool verified;      /* has answered one of our requests */
 } dht_contact_info_t;
 
 typedef void (*dht_send_fn)(void *ctx, const uint8_t *buf, size_t len, const dht_addr_t *to);
@@ -67,13 +68,14 @@ typedef struct dht_config {
     uint8_t public_key[DHT_PK_LEN];
     uint8_t secret_key[DHT_SK_LEN];
     uint8_t network_key[DHT_NET_KEY_LEN];
-    uint8_t seed[32];    /* seeds the core's deterministic random generator */
-    uint64_t epoch;      /* must grow across restarts of one identity (e.g. wall-clock microseconds) */
-    bool ip_diversity;   /* cap contacts per /24 (IPv4) or /48 (IPv6) in a bucket; off on loopback */
-    bool plaintext;      /* simulator only: skip the AEAD, keep the framing; never set in p2p-node */
-    uint32_t peer_cache; /* peers outside the table whose keys and replay windows are kept;
-                            0 = DHT_PEER_CACHE (the simulator sets a smaller value to save memory) */
-    dht_send_fn send;    /* required */
+    uint8_t seed[32]; /* seeds the core's deterministic random generator */
+    uint64_t epoch;   /* must grow across restarts of one identity (e.g. wall-clock microseconds) */
+    bool ip_diversity; /* cap contacts per /24 (IPv4) or /48 (IPv6) in a bucket; off on loopback */
+    bool plaintext;    /* simulator only: skip the AEAD, keep the framing; never set in p2p-node */
+    uint32_t
+        peer_cache;   /* peers outside the table whose keys and replay windows are kept;
+                         0 = DHT_PEER_CACHE (the simulator sets a smaller value to save memory) */
+    dht_send_fn send; /* required */
     void *send_ctx;
 } dht_config_t;
 
@@ -94,17 +96,22 @@ enum dht_msg_type {
 enum dht_drop_reason {
     DHT_DROP_MALFORMED = 0, /* garbage, truncated, bad msgpack, wrong field types */
     DHT_DROP_OVERSIZED,
-    DHT_DROP_AUTH,          /* AEAD failed: wrong network key, forged or altered */
+    DHT_DROP_AUTH, /* AEAD failed: wrong network key, forged or altered */
     DHT_DROP_REPLAY,
     DHT_DROP_RATE_LIMIT,
-    DHT_DROP_UNSOLICITED,   /* response with unknown txid or from another address */
+    DHT_DROP_UNSOLICITED, /* response with unknown txid or from another address */
     DHT_DROP_BAD_TOKEN,
-    DHT_DROP_BAD_RECORD,    /* bad signature, expired, stale sequence */
-    DHT_DROP_SELF,          /* our own id */
+    DHT_DROP_BAD_RECORD, /* bad signature, expired, stale sequence */
+    DHT_DROP_SELF,       /* our own id */
     DHT_DROP_REASON_COUNT
 };
 
-enum dht_lookup_result_label { DHT_LOOKUP_OK = 0, DHT_LOOKUP_NOT_FOUND, DHT_LOOKUP_FAILED, DHT_LOOKUP_LABEL_COUNT };
+enum dht_lookup_result_label {
+    DHT_LOOKUP_OK = 0,
+    DHT_LOOKUP_NOT_FOUND,
+    DHT_LOOKUP_FAILED,
+    DHT_LOOKUP_LABEL_COUNT
+};
 
 #define DHT_LOOKUP_HIST_BUCKETS 10
 typedef struct dht_stats {
@@ -112,7 +119,8 @@ typedef struct dht_stats {
     uint64_t sent[DHT_MSG_TYPE_COUNT];
     uint64_t dropped[DHT_DROP_REASON_COUNT];
     uint64_t lookups[DHT_LOOKUP_LABEL_COUNT];
-    /* lookup durations: cumulative counts for le = 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5 s */
+    /* lookup durations: cumulative counts for le = 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+     * 1, 2.5, 5 s */
     uint64_t lookup_hist[DHT_LOOKUP_HIST_BUCKETS];
     uint64_t lookup_count;
     double lookup_sum_s;
@@ -153,7 +161,8 @@ typedef void (*dht_put_cb)(void *arg, int status, size_t stored);
 /* Creates a node. Copies cfg. Returns NULL on bad config or out of memory. */
 dht_t *dht_new(const dht_config_t *cfg, uint64_t now);
 
-/* Frees the node; pending lookups, gets and puts get their callback with -ECANCELED first. NULL ok. */
+/* Frees the node; pending lookups, gets and puts get their callback with -ECANCELED first. NULL ok.
+ */
 void dht_free(dht_t *dht);
 
 /* Tells the core that monotonic `now` corresponds to wall-clock `wall_ms`. Call at start and
@@ -161,7 +170,8 @@ void dht_free(dht_t *dht);
 void dht_set_wall_clock(dht_t *dht, uint64_t now, uint64_t wall_ms);
 
 /* Feeds one received datagram. Returns 0 when accepted, or -EBADMSG/-EACCES/-EAGAIN... when dropped
- * (the drop is counted in dht_stats by reason). May call the send callback and operation callbacks. */
+ * (the drop is counted in dht_stats by reason). May call the send callback and operation callbacks.
+ */
 int dht_input(dht_t *dht, const uint8_t *buf, size_t len, const dht_addr_t *from, uint64_t now);
 
 /* Runs timers (timeouts, refresh, republish, expiry, pings). Returns the absolute `now` at which it
@@ -183,8 +193,8 @@ int dht_get(dht_t *dht, const dht_id_t *key, uint64_t now, dht_get_cb cb, void *
 
 /* Publishes value under key, signed by this node, stored on the k closest nodes. The node keeps the
  * publication and republishes it before it expires (with a higher seq when the value changes) until
- * ttl_s passes or dht_unpublish() is called. cb may be NULL. Returns 0, -EMSGSIZE (value too large),
- * -EINVAL (ttl 0 or above DHT_MAX_TTL_S) or -ENOBUFS. */
+ * ttl_s passes or dht_unpublish() is called. cb may be NULL. Returns 0, -EMSGSIZE (value too
+ * large), -EINVAL (ttl 0 or above DHT_MAX_TTL_S) or -ENOBUFS. */
 int dht_put(dht_t *dht, const dht_id_t *key, const uint8_t *value, size_t len, uint32_t ttl_s,
             uint64_t now, dht_put_cb cb, void *arg);
 
@@ -206,7 +216,8 @@ size_t dht_record_count(const dht_t *dht);
 void dht_get_stats(const dht_t *dht, dht_stats_t *out);
 
 /* Calls cb for each routing-table contact (closest buckets last). */
-void dht_foreach_contact(const dht_t *dht, void (*cb)(void *arg, const dht_contact_info_t *c), void *arg);
+void dht_foreach_contact(const dht_t *dht, void (*cb)(void *arg, const dht_contact_info_t *c),
+                         void *arg);
 
 /* Calls cb for each stored record (including our own publications) that has not expired. */
 void dht_foreach_record(const dht_t *dht, void (*cb)(void *arg, const dht_record_t *r), void *arg);
@@ -216,10 +227,12 @@ bool dht_external_addr(const dht_t *dht, dht_addr_t *out);
 
 /* Restores a saved contact: it is pinged and enters the table only when it answers.
  * Returns 0 or -EINVAL. */
-int dht_import_contact(dht_t *dht, const uint8_t pk[DHT_PK_LEN], const dht_addr_t *addr, uint64_t now);
+int dht_import_contact(dht_t *dht, const uint8_t pk[DHT_PK_LEN], const dht_addr_t *addr,
+                       uint64_t now);
 
-/* Restores a saved record after checking signature and expiry. Returns 0, -EBADMSG, -ETIME (expired)
- * or -ENOSPC. Records published by this node's key come back as publications (republished). */
+/* Restores a saved record after checking signature and expiry. Returns 0, -EBADMSG, -ETIME
+ * (expired) or -ENOSPC. Records published by this node's key come back as publications
+ * (republished). */
 int dht_import_record(dht_t *dht, const dht_record_t *rec, uint64_t now);
 
 /* Address helpers (pure). dht_addr_format writes "1.2.3.4:5" or "[::1]:5" (cap >= 64). */

@@ -11,7 +11,8 @@ typedef struct dht_uv dht_uv_t;
 
 /* Binds UDP on host:port (host NULL = 0.0.0.0 and :: when available) and creates the core from cfg
  * (send/send_ctx are filled in by the adapter). Returns 0 and *out, or a negative UV_E* error. */
-int dht_uv_start(uv_loop_t *loop, const dht_config_t *cfg, const char *host, int port, dht_uv_t **out);
+int dht_uv_start(uv_loop_t *loop, const dht_config_t *cfg, const char *host, int port,
+                 dht_uv_t **out);
 
 /* The core, for starting operations. After starting one, call dht_uv_kick(). */
 dht_t *dht_uv_core(dht_uv_t *u);

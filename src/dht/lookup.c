@@ -88,7 +88,8 @@ static void cand_add(dht_t *dht, dht_op_t *o, const uint8_t *pk, const dht_addr_
     dht_id_t id;
     dht_id_from_pk(&id, pk);
     int pos = o->ncand;
-    while (pos > 0 && dht_id_cmp_dist(&o->target, &id, &o->cand[pos - 1].id) < 0) pos--;
+    while (pos > 0 && dht_id_cmp_dist(&o->target, &id, &o->cand[pos - 1].id) < 0)
+        pos--;
     if (pos >= DHT_SHORTLIST) return;
     int last = o->ncand < DHT_SHORTLIST ? o->ncand : DHT_SHORTLIST - 1;
     memmove(&o->cand[pos + 1], &o->cand[pos], sizeof(dht_cand_t) * (size_t)(last - pos));
@@ -221,7 +222,8 @@ void dht_op_on_reply(dht_t *dht, dht_pending_t *p, const dht_msg_t *m, uint64_t 
         cand_add(dht, o, m->nodes + off + n, &a, depth);
         off += (size_t)n + DHT_PK_LEN;
     }
-    for (int i = 0; i < m->nrecords; i++) merge_record(dht, o, m->records[i], m->record_lens[i], depth, now);
+    for (int i = 0; i < m->nrecords; i++)
+        merge_record(dht, o, m->records[i], m->record_lens[i], depth, now);
     dht_op_step(dht, p->op, now);
 }
 
@@ -288,13 +290,15 @@ static void finish_one(dht_t *dht, dht_op_t *o, int forced_status, uint64_t now)
         break;
     }
     case DHT_OP_GET: {
-        int st = forced_status ? forced_status
+        int st = forced_status   ? forced_status
                  : op.nfound > 0 ? 0
                  : answered > 0  ? -ENOENT
                                  : -EHOSTUNREACH;
         if (!forced_status)
-            account(dht, st == 0 ? DHT_LOOKUP_OK : st == -ENOENT ? DHT_LOOKUP_NOT_FOUND
-                                                                  : DHT_LOOKUP_FAILED,
+            account(dht,
+                    st == 0         ? DHT_LOOKUP_OK
+                    : st == -ENOENT ? DHT_LOOKUP_NOT_FOUND
+                                    : DHT_LOOKUP_FAILED,
                     op.hops >= 0 ? op.answer_ms : dur);
         dht_get_result_t r = {op.found, (size_t)op.nfound, op.hops < 0 ? 0 : op.hops, op.messages,
                               op.hops >= 0 ? op.answer_ms : dur};

@@ -52,7 +52,8 @@ bool dht_rl_allow(dht_ratelimit_t *rl, const dht_addr_t *addr, uint64_t now)
 {
     size_t iplen = addr->family == 4 ? 4 : 16;
     uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < iplen; i++) h = (h ^ addr->ip[i]) * 1099511628211ull;
+    for (size_t i = 0; i < iplen; i++)
+        h = (h ^ addr->ip[i]) * 1099511628211ull;
     /* 4-way set: the entry for this IP, else the least recently seen of the set */
     size_t base = (size_t)(h % (rl->nsrc / 4)) * 4, victim = base;
     struct dht_rl_src *e = NULL;

@@ -17,7 +17,8 @@ int dht_store_init(dht_store_t *s)
 static void set_free(dht_recset_t *set)
 {
     if (!set) return;
-    for (int i = 0; i < set->n; i++) free(set->recs[i]);
+    for (int i = 0; i < set->n; i++)
+        free(set->recs[i]);
     free(set->recs);
     free(set);
 }
@@ -25,7 +26,8 @@ static void set_free(dht_recset_t *set)
 void dht_store_free(dht_store_t *s)
 {
     if (!s->sets) return;
-    for (size_t i = 0; i < s->cap; i++) set_free(s->sets[i]);
+    for (size_t i = 0; i < s->cap; i++)
+        set_free(s->sets[i]);
     free(s->sets);
     s->sets = NULL;
 }
@@ -53,7 +55,8 @@ static int grow(dht_store_t *s)
     for (size_t i = 0; i < s->cap; i++) {
         if (!s->sets[i]) continue;
         size_t j = key_hash(&s->sets[i]->key) & (ncap - 1);
-        while (ns[j]) j = (j + 1) & (ncap - 1);
+        while (ns[j])
+            j = (j + 1) & (ncap - 1);
         ns[j] = s->sets[i];
     }
     free(s->sets);
@@ -103,7 +106,8 @@ int dht_store_put(dht_store_t *s, const dht_record_t *r, uint64_t wall_s)
         if (!set) return -ENOMEM;
         set->key = r->key;
         size_t mask = s->cap - 1, i = key_hash(&r->key) & mask;
-        while (s->sets[i]) i = (i + 1) & mask;
+        while (s->sets[i])
+            i = (i + 1) & mask;
         s->sets[i] = set;
         s->nsets++;
     }

@@ -34,7 +34,8 @@ int dht_table_init(dht_table_t *t, const dht_id_t *self, bool diversity)
 
 void dht_table_free(dht_table_t *t)
 {
-    for (int i = 0; i < t->n && t->buckets; i++) free(t->buckets[i].nodes);
+    for (int i = 0; i < t->n && t->buckets; i++)
+        free(t->buckets[i].nodes);
     free(t->buckets);
     t->buckets = NULL;
     t->n = 0;
@@ -97,7 +98,8 @@ static int split_last(dht_table_t *t)
     }
     old->nrepl = rk;
     /* a widened bucket takes its replacements at once */
-    while (old->nrepl > 0 && old->n < old->cap) old->nodes[old->n++] = old->repl[--old->nrepl];
+    while (old->nrepl > 0 && old->n < old->cap)
+        old->nodes[old->n++] = old->repl[--old->nrepl];
     return 0;
 }
 
@@ -117,7 +119,8 @@ static void add_replacement(dht_bucket_t *b, const dht_contact_t *c)
     for (int i = 0; i < b->nrepl; i++) {
         if (memcmp(b->repl[i].id.b, c->id.b, DHT_ID_LEN) == 0) {
             /* seen again: it becomes the freshest, at the end */
-            memmove(&b->repl[i], &b->repl[i + 1], sizeof(dht_contact_t) * (size_t)(b->nrepl - i - 1));
+            memmove(&b->repl[i], &b->repl[i + 1],
+                    sizeof(dht_contact_t) * (size_t)(b->nrepl - i - 1));
             b->nrepl--;
             break;
         }
@@ -150,7 +153,7 @@ int dht_table_insert(dht_table_t *t, const dht_id_t *id, const uint8_t pk[DHT_PK
                 return DHT_INS_UPDATED;
             }
         }
-        if (t->diversity) {
+        if (t->diversity && !dht_addr_is_loopback(addr)) {
             int same = 0;
             for (int i = 0; i < b->n; i++)
                 if (dht_addr_same_subnet(&b->nodes[i].addr, addr)) same++;
@@ -171,8 +174,7 @@ int dht_table_insert(dht_table_t *t, const dht_id_t *id, const uint8_t pk[DHT_PK
         /* full: a failing contact is replaced at once, else the stalest is pinged first */
         int worst = -1;
         for (int i = 0; i < b->n; i++) {
-            if (b->nodes[i].fails > 0 &&
-                (worst < 0 || b->nodes[i].fails > b->nodes[worst].fails))
+            if (b->nodes[i].fails > 0 && (worst < 0 || b->nodes[i].fails > b->nodes[worst].fails))
                 worst = i;
         }
         if (worst >= 0 && b->nodes[worst].fails >= 2) {
@@ -206,7 +208,8 @@ static void closest_insert(dht_contact_t *out, int *cnt, int n, const dht_id_t *
                            const dht_contact_t *c)
 {
     int pos = *cnt;
-    while (pos > 0 && dht_id_cmp_dist(target, &c->id, &out[pos - 1].id) < 0) pos--;
+    while (pos > 0 && dht_id_cmp_dist(target, &c->id, &out[pos - 1].id) < 0)
+        pos--;
     if (pos >= n) return;
     int last = *cnt < n ? *cnt : n - 1;
     memmove(&out[pos + 1], &out[pos], sizeof(dht_contact_t) * (size_t)(last - pos));
@@ -230,7 +233,8 @@ int dht_table_closest(const dht_table_t *t, const dht_id_t *target, dht_contact_
 size_t dht_table_count(const dht_table_t *t)
 {
     size_t n = 0;
-    for (int i = 0; i < t->n; i++) n += (size_t)t->buckets[i].n;
+    for (int i = 0; i < t->n; i++)
+        n += (size_t)t->buckets[i].n;
     return n;
 }
 
@@ -294,7 +298,8 @@ static int peers_grow(dht_peers_t *ps)
     for (size_t i = 0; i < ps->cap; i++) {
         if (!ps->slots[i].used) continue;
         size_t j = peer_hash(ps->slots[i].pk) & (ncap - 1);
-        while (ns[j].used) j = (j + 1) & (ncap - 1);
+        while (ns[j].used)
+            j = (j + 1) & (ncap - 1);
         ns[j] = ps->slots[i];
     }
     free(ps->slots);
@@ -303,7 +308,8 @@ static int peers_grow(dht_peers_t *ps)
     return 0;
 }
 
-dht_peer_t *dht_peers_get(dht_peers_t *ps, const uint8_t pk[DHT_PK_LEN], uint32_t rnd, bool *created)
+dht_peer_t *dht_peers_get(dht_peers_t *ps, const uint8_t pk[DHT_PK_LEN], uint32_t rnd,
+                          bool *created)
 {
     *created = false;
     dht_peer_t *p = dht_peers_find(ps, pk);
@@ -324,7 +330,8 @@ dht_peer_t *dht_peers_get(dht_peers_t *ps, const uint8_t pk[DHT_PK_LEN], uint32_
     if ((ps->count + 1) * 4 > ps->cap * 3 && peers_grow(ps) != 0) return NULL;
     size_t mask = ps->cap - 1;
     size_t i = peer_hash(pk) & mask;
-    while (ps->slots[i].used) i = (i + 1) & mask;
+    while (ps->slots[i].used)
+        i = (i + 1) & mask;
     p = &ps->slots[i];
     memset(p, 0, sizeof(*p));
     memcpy(p->pk, pk, DHT_PK_LEN);

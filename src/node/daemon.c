@@ -224,6 +224,7 @@ static int start_dht(node_t *node, char *err, size_t errlen)
     randombytes_buf(dc.seed, sizeof(dc.seed));
     dc.epoch = p2p_wall_ms() * 1000u;
     dc.ip_diversity = !(node->cfg.dht_host[0] && host_is_loopback(node->cfg.dht_host));
+    dc.peer_cache = (uint32_t)node->cfg.max_peers; /* MAX_PEERS: peers tracked beyond the table */
     const char *host = node->cfg.dht_host[0] ? node->cfg.dht_host : NULL;
     int rc = dht_uv_start(node->loop, &dc, host, node->cfg.dht_port, &node->dhtuv);
     sodium_memzero(&dc, sizeof(dc));

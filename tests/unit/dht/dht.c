@@ -39,7 +39,8 @@ static void get_value(testnet_t *net, int node, const char *key, get_res_t *g)
     dht_key_derive(&k, "kv", key, strlen(key));
     memset(g, 0, sizeof(*g));
     assert_int_equal(dht_get(net->nodes[node], &k, net->now, on_get, g), 0);
-    for (int i = 0; i < 100 && !g->done; i++) tn_run(net, 50);
+    for (int i = 0; i < 100 && !g->done; i++)
+        tn_run(net, 50);
     assert_true(g->done);
 }
 
@@ -48,7 +49,8 @@ static void test_converge_put_get_failures(void **state)
     testnet_t net;
     tn_init(&net, 30);
     tn_join_all(&net);
-    for (int i = 0; i < 30; i++) assert_true(dht_contact_count(net.nodes[i]) >= 20);
+    for (int i = 0; i < 30; i++)
+        assert_true(dht_contact_count(net.nodes[i]) >= 20);
 
     char key[16], val[16];
     for (int v = 0; v < 5; v++) {
@@ -60,7 +62,8 @@ static void test_converge_put_get_failures(void **state)
         assert_int_equal(dht_put(net.nodes[1 + v], &k, (const uint8_t *)val, strlen(val), 3600,
                                  net.now, on_put, &stored),
                          0);
-        for (int i = 0; i < 100 && stored == -2; i++) tn_run(&net, 50);
+        for (int i = 0; i < 100 && stored == -2; i++)
+            tn_run(&net, 50);
         assert_true(stored >= 10);
     }
     get_res_t g;
@@ -68,7 +71,8 @@ static void test_converge_put_get_failures(void **state)
     assert_int_equal(g.status, 0);
     assert_string_equal(g.value, "value-0");
 
-    for (int i = 10; i < 20; i++) net.down[i] = true;
+    for (int i = 10; i < 20; i++)
+        net.down[i] = true;
     for (int node = 0; node < 30; node++) {
         if (net.down[node]) continue;
         for (int v = 0; v < 5; v++) {

@@ -102,12 +102,14 @@ static inline void tn_init(testnet_t *net, int n)
     net->now = 1000;
     memset(net->netkey, 7, 32);
     net->n = n;
-    for (int i = 0; i < n; i++) net->nodes[i] = tn_make_node(net, i, net->netkey);
+    for (int i = 0; i < n; i++)
+        net->nodes[i] = tn_make_node(net, i, net->netkey);
 }
 
 static inline void tn_free(testnet_t *net)
 {
-    for (int i = 0; i < net->n; i++) dht_free(net->nodes[i]);
+    for (int i = 0; i < net->n; i++)
+        dht_free(net->nodes[i]);
     free(net->q);
 }
 
