@@ -25,7 +25,20 @@
           */
 #endif
 
+#ifndef DHT_UV_SEND_BATCH
+#define DHT_UV_SEND_BATCH 32 /* replies gathered during a receive batch and sent by one sendmmsg   \
+                              */
+#endif
+
 #define SLOT_SIZE (64 * 1024) /* libuv's per-datagram slot in recvmmsg mode */
+
+/* One gathered datagram: its socket, destination and bytes. */
+typedef struct out_dgram {
+    uv_udp_t *h;
+    struct sockaddr_storage ss;
+    size_t len;
+    uint8_t data[DHT_MAX_DATAGRAM];
+} out_dgram_t;
 
 typedef struct send_req {
     uv_udp_send_t req;
@@ -50,6 +63,9 @@ struct dht_uv {
     int port;
     size_t queued;
     uint64_t send_drops;
+    bool batching;    /* inside a receive batch: replies are gathered, not sent at once */
+    out_dgram_t *out; /* DHT_UV_SEND_BATCH gathered replies */
+    int nout;
     uint8_t *rbuf; /* receive slots shared by both sockets (one callback runs at a time) */
     size_t rbuf_len;
     void (*done_cb)(void *arg);
@@ -115,6 +131,69 @@ static void send_done_cb(uv_udp_send_t *req, int status)
     free(r);
 }
 
+/* Sends one datagram now, or queues a copy (bounded) when the socket would block. */
+static void send_one(struct dht_uv *u, uv_udp_t *h, const uint8_t *buf, size_t len,
+                     const struct sockaddr_storage *ss)
+{
+    uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
+    int rc = uv_udp_try_send(h, &b, 1, (const struct sockaddr *)ss);
+    if (rc >= 0) return;
+    if (rc != UV_EAGAIN && rc != UV_ENOSYS) {
+        u->send_drops++;
+        return;
+    }
+    send_req_t *r = u->queued < DHT_UV_SEND_QUEUE ? malloc(sizeof(*r) + len) : NULL;
+    if (!r) {
+        u->send_drops++;
+        return;
+    }
+    r->u = u;
+    r->len = len;
+    memcpy(r->data, buf, len);
+    b = uv_buf_init((char *)r->data, (unsigned)len);
+    if (uv_udp_send(&r->req, h, &b, 1, (const struct sockaddr *)ss, send_done_cb) < 0) {
+        free(r);
+        u->send_drops++;
+        return;
+    }
+    u->queued++;
+}
+
+/* Sends the gathered datagrams, one sendmmsg per run of the same socket. What the kernel does not
+ * take at once goes through send_one (and its queue). */
+static void flush(struct dht_uv *u)
+{
+    struct mmsghdr msgs[DHT_UV_SEND_BATCH];
+    struct iovec iov[DHT_UV_SEND_BATCH];
+    int i = 0;
+    while (i < u->nout) {
+        uv_udp_t *h = u->out[i].h;
+        int n = 0;
+        while (i + n < u->nout && u->out[i + n].h == h) {
+            out_dgram_t *d = &u->out[i + n];
+            iov[n].iov_base = d->data;
+            iov[n].iov_len = d->len;
+            memset(&msgs[n], 0, sizeof(msgs[n]));
+            msgs[n].msg_hdr.msg_name = &d->ss;
+            msgs[n].msg_hdr.msg_namelen = d->ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                                      : sizeof(struct sockaddr_in);
+            msgs[n].msg_hdr.msg_iov = &iov[n];
+            msgs[n].msg_hdr.msg_iovlen = 1;
+            n++;
+        }
+        uv_os_fd_t fd;
+        int sent = 0;
+        if (uv_fileno((uv_handle_t *)h, &fd) == 0 && uv_udp_get_send_queue_count(h) == 0) {
+            sent = sendmmsg(fd, msgs, (unsigned)n, MSG_DONTWAIT);
+            if (sent < 0) sent = 0;
+        }
+        for (int k = sent; k < n; k++)
+            send_one(u, h, u->out[i + k].data, u->out[i + k].len, &u->out[i + k].ss);
+        i += n;
+    }
+    u->nout = 0;
+}
+
 static void send_cb(void *ctx, const uint8_t *buf, size_t len, const dht_addr_t *to)
 {
     struct dht_uv *u = ctx;
@@ -125,29 +204,16 @@ static void send_cb(void *ctx, const uint8_t *buf, size_t len, const dht_addr_t 
         u->send_drops++;
         return;
     }
-    uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
-    int rc = uv_udp_try_send(h, &b, 1, (const struct sockaddr *)&ss);
-    if (rc >= 0) return;
-    if (rc != UV_EAGAIN && rc != UV_ENOSYS) {
-        u->send_drops++;
+    if (!u->batching || !u->out || len > DHT_MAX_DATAGRAM) {
+        send_one(u, h, buf, len, &ss);
         return;
     }
-    /* The socket would block (or try_send is unsupported): queue a copy, within bounds. */
-    send_req_t *r = u->queued < DHT_UV_SEND_QUEUE ? malloc(sizeof(*r) + len) : NULL;
-    if (!r) {
-        u->send_drops++;
-        return;
-    }
-    r->u = u;
-    r->len = len;
-    memcpy(r->data, buf, len);
-    b = uv_buf_init((char *)r->data, (unsigned)len);
-    if (uv_udp_send(&r->req, h, &b, 1, (const struct sockaddr *)&ss, send_done_cb) < 0) {
-        free(r);
-        u->send_drops++;
-        return;
-    }
-    u->queued++;
+    out_dgram_t *d = &u->out[u->nout++];
+    d->h = h;
+    d->ss = ss;
+    d->len = len;
+    memcpy(d->data, buf, len);
+    if (u->nout == DHT_UV_SEND_BATCH) flush(u);
 }
 
 static void timer_cb(uv_timer_t *t);
@@ -187,21 +253,29 @@ static void recv_cb(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
                     unsigned flags)
 {
     struct dht_uv *u = h->data;
-    (void)flags;
     (void)buf;
     /* nread 0: end of a batch or nothing to read; < 0: a transient error. The timer is re-armed
-     * once per loop iteration by prepare_cb rather than after every datagram. */
-    if (nread <= 0 || !addr || u->closing) return;
+     * once per loop iteration by prepare_cb rather than after every datagram. Replies made while a
+     * batch is read are gathered and leave together at its end (UV_UDP_MMSG_FREE). */
+    if (nread <= 0 || !addr || u->closing) {
+        if (u->batching) flush(u);
+        u->batching = false;
+        return;
+    }
     dht_addr_t from;
     to_dht_addr(&from, addr);
     if (!from.family) return;
+    u->batching = (flags & UV_UDP_MMSG_CHUNK) != 0;
     dht_input(u->dht, (const uint8_t *)buf->base, (size_t)nread, &from, uv_now(u->loop));
+    if (!u->batching && u->nout) flush(u);
     u->dirty = true;
 }
 
 static void prepare_cb(uv_prepare_t *p)
 {
     struct dht_uv *u = p->data;
+    if (u->nout) flush(u);
+    u->batching = false;
     if (!u->dirty) return;
     u->dirty = false;
     arm(u, dht_next_deadline(u->dht), 0);
@@ -232,6 +306,7 @@ static void handle_closed_cb(uv_handle_t *h)
     void (*done)(void *) = u->done_cb;
     void *arg = u->done_arg;
     free(u->rbuf);
+    free(u->out);
     free(u);
     if (done) done(arg);
 }
@@ -300,7 +375,8 @@ int dht_uv_start(uv_loop_t *loop, const dht_config_t *cfg, const char *host, int
     u->loop = loop;
     u->rbuf_len = (size_t)DHT_UV_MMSG * SLOT_SIZE;
     u->rbuf = malloc(u->rbuf_len); /* virtual; only the bytes received are ever touched */
-    if (!u->rbuf) goto fail_early;
+    u->out = malloc(sizeof(out_dgram_t) * DHT_UV_SEND_BATCH); /* idem */
+    if (!u->rbuf || !u->out) goto fail_early;
     uv_update_time(loop);
     uint64_t now = uv_now(loop);
     dht_config_t c = *cfg;
@@ -330,6 +406,7 @@ fail:
 fail_early:
     dht_free(u->dht);
     free(u->rbuf);
+    free(u->out);
     free(u);
     return rc;
 }
