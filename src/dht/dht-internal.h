@@ -50,8 +50,9 @@
 #define DHT_EXT_VOTES 16 /* external-address candidates remembered */
 #endif
 #ifndef DHT_WIDE_BUCKET0
-#define DHT_WIDE_BUCKET0 128 /* contacts in the farthest bucket (then 64, 32, then k): fewer hops  \
-                              */
+#define DHT_WIDE_BUCKET0                                                                           \
+    128 /* contacts in the farthest bucket (then 64, 32, then k): fewer hops                       \
+         */
 #endif
 #ifndef DHT_REPLAY_WINDOW
 #define DHT_REPLAY_WINDOW 64 /* out-of-order datagrams tolerated per peer */
@@ -137,7 +138,7 @@ typedef struct dht_bucket {
     dht_contact_t *nodes; /* capacity dht_bucket_cap() */
     int n;
     int cap;
-    dht_contact_t repl[DHT_REPLACEMENTS];
+    dht_contact_t *repl; /* DHT_REPLACEMENTS entries, allocated when the bucket first overflows */
     int nrepl;
     uint64_t last_touched;
     bool evicting; /* a ping-before-evict is under way */

@@ -34,8 +34,10 @@ int dht_table_init(dht_table_t *t, const dht_id_t *self, bool diversity)
 
 void dht_table_free(dht_table_t *t)
 {
-    for (int i = 0; i < t->n && t->buckets; i++)
+    for (int i = 0; i < t->n && t->buckets; i++) {
         free(t->buckets[i].nodes);
+        free(t->buckets[i].repl);
+    }
     free(t->buckets);
     t->buckets = NULL;
     t->n = 0;
@@ -91,10 +93,12 @@ static int split_last(dht_table_t *t)
     old->n = keep;
     int rk = 0;
     for (int i = 0; i < old->nrepl; i++) {
-        if (dht_id_common_prefix(&t->self, &old->repl[i].id) == depth)
+        if (dht_id_common_prefix(&t->self, &old->repl[i].id) == depth) {
             old->repl[rk++] = old->repl[i];
-        else if (neu->nrepl < DHT_REPLACEMENTS)
-            neu->repl[neu->nrepl++] = old->repl[i];
+        } else {
+            if (!neu->repl) neu->repl = calloc(DHT_REPLACEMENTS, sizeof(dht_contact_t));
+            if (neu->repl && neu->nrepl < DHT_REPLACEMENTS) neu->repl[neu->nrepl++] = old->repl[i];
+        }
     }
     old->nrepl = rk;
     /* a widened bucket takes its replacements at once */
@@ -116,6 +120,7 @@ static void fill_contact(dht_contact_t *c, const dht_id_t *id, const uint8_t *pk
 
 static void add_replacement(dht_bucket_t *b, const dht_contact_t *c)
 {
+    if (!b->repl && !(b->repl = calloc(DHT_REPLACEMENTS, sizeof(dht_contact_t)))) return;
     for (int i = 0; i < b->nrepl; i++) {
         if (memcmp(b->repl[i].id.b, c->id.b, DHT_ID_LEN) == 0) {
             /* seen again: it becomes the freshest, at the end */
