@@ -56,7 +56,7 @@ run_sim() { # name args...
     "$SIM" "$@" >"$OUT/sim-$name.json" 2>"$OUT/sim-$name.log"
 }
 
-echo "== dht-sim (the real DHT core on a virtual network; without --crypto the AEAD is replaced by a keyed MAC)"
+echo "== dht-sim (the real DHT core on a virtual network; without --crypto the datagrams keep their layout but skip the AEAD)"
 run_sim 10k --nodes 10000 --lookups 2000 --seed 1
 run_sim 10k-lat --nodes 10000 --lookups 2000 --latency-ms 50 --loss 0.01 --seed 1
 run_sim 10k-churn --nodes 10000 --lookups 2000 --churn 0.2 --seed 1

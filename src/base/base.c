@@ -79,6 +79,22 @@ int p2p_b64_encode(char *out, size_t cap, const uint8_t *in, size_t len)
     return (int)strlen(out);
 }
 
+void p2p_put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+uint64_t p2p_get_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
 uint64_t p2p_mono_ms(void)
 {
     struct timespec ts;

@@ -1,6 +1,7 @@
 /* addr.c: ids (XOR distance, prefixes, key derivation), compact addresses and the core's
  * deterministic random generator. Pure functions. */
 #include <arpa/inet.h>
+#include <netinet/in.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,6 +86,29 @@ int dht_addr_unpack(dht_addr_t *a, const uint8_t *in, size_t len)
     a->port = (uint16_t)(in[1 + iplen] << 8 | in[2 + iplen]);
     if (a->port == 0) return -EINVAL;
     return (int)(iplen + 3);
+}
+
+void dht_addr_from_sockaddr(dht_addr_t *out, const struct sockaddr *sa)
+{
+    memset(out, 0, sizeof(*out));
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        out->family = 4;
+        memcpy(out->ip, &in->sin_addr, 4);
+        out->port = ntohs(in->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        const uint8_t *b = in6->sin6_addr.s6_addr;
+        static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (memcmp(b, mapped, 12) == 0) {
+            out->family = 4;
+            memcpy(out->ip, b + 12, 4);
+        } else {
+            out->family = 6;
+            memcpy(out->ip, b, 16);
+        }
+        out->port = ntohs(in6->sin6_port);
+    }
 }
 
 int dht_addr_format(const dht_addr_t *a, char *out, size_t cap)

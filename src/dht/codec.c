@@ -226,22 +226,6 @@ int dht_msg_decode(dht_msg_t *m, const uint8_t *buf, size_t len)
     return rc;
 }
 
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
 int dht_record_pack(const dht_record_t *r, uint8_t *out, size_t cap)
 {
     size_t need = DHT_RECORD_FIXED + r->value_len;
@@ -249,8 +233,8 @@ int dht_record_pack(const dht_record_t *r, uint8_t *out, size_t cap)
     uint8_t *p = out;
     memcpy(p, r->key.b, DHT_ID_LEN), p += DHT_ID_LEN;
     memcpy(p, r->publisher, DHT_PK_LEN), p += DHT_PK_LEN;
-    put_u64(p, r->seq), p += 8;
-    put_u64(p, r->expires), p += 8;
+    p2p_put_be64(p, r->seq), p += 8;
+    p2p_put_be64(p, r->expires), p += 8;
     p[0] = (uint8_t)(r->value_len >> 8), p[1] = (uint8_t)r->value_len, p += 2;
     memcpy(p, r->value, r->value_len), p += r->value_len;
     memcpy(p, r->sig, DHT_SIG_LEN);
@@ -263,8 +247,8 @@ int dht_record_unpack(dht_record_t *r, const uint8_t *in, size_t len)
     const uint8_t *p = in;
     memcpy(r->key.b, p, DHT_ID_LEN), p += DHT_ID_LEN;
     memcpy(r->publisher, p, DHT_PK_LEN), p += DHT_PK_LEN;
-    r->seq = get_u64(p), p += 8;
-    r->expires = get_u64(p), p += 8;
+    r->seq = p2p_get_be64(p), p += 8;
+    r->expires = p2p_get_be64(p), p += 8;
     r->value_len = (uint16_t)(p[0] << 8 | p[1]), p += 2;
     if (r->value_len > DHT_MAX_VALUE || len != DHT_RECORD_FIXED + (size_t)r->value_len)
         return -EBADMSG;
@@ -279,8 +263,8 @@ static size_t signed_bytes(const dht_record_t *r, uint8_t *out)
     uint8_t *p = out;
     memcpy(p, "p2p-rec1", 8), p += 8;
     memcpy(p, r->key.b, DHT_ID_LEN), p += DHT_ID_LEN;
-    put_u64(p, r->seq), p += 8;
-    put_u64(p, r->expires), p += 8;
+    p2p_put_be64(p, r->seq), p += 8;
+    p2p_put_be64(p, r->expires), p += 8;
     p[0] = (uint8_t)(r->value_len >> 8), p[1] = (uint8_t)r->value_len, p += 2;
     memcpy(p, r->value, r->value_len), p += r->value_len;
     return (size_t)(p - out);

@@ -11,6 +11,7 @@
 
 #include <sodium.h>
 
+#include "base/base.h"
 #include "dht/dht-internal.h"
 
 int dht_crypto_init(dht_t *dht)
@@ -60,22 +61,6 @@ int dht_crypto_pair_key(const dht_t *dht, const uint8_t pk[DHT_PK_LEN], uint8_t 
     return 0;
 }
 
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
 int dht_crypto_seal(dht_t *dht, uint8_t magic, const uint8_t key[32], const uint8_t *plain,
                     size_t plen, uint8_t *out, size_t cap)
 {
@@ -83,8 +68,8 @@ int dht_crypto_seal(dht_t *dht, uint8_t magic, const uint8_t key[32], const uint
     out[0] = magic;
     memcpy(out + 1, dht->cfg.public_key, DHT_PK_LEN);
     uint8_t *nonce = out + 1 + DHT_PK_LEN;
-    put_u64(nonce, dht->cfg.epoch);
-    put_u64(nonce + 8, ++dht->counter);
+    p2p_put_be64(nonce, dht->cfg.epoch);
+    p2p_put_be64(nonce + 8, ++dht->counter);
     dht_rng_bytes(&dht->rng, nonce + 16, 8);
     if (dht->cfg.plaintext) {
         /* simulator: same layout, a tag of zeros, no cryptography */
@@ -119,7 +104,7 @@ int dht_crypto_open(const dht_t *dht, const uint8_t key[32], const uint8_t *in, 
 
 int dht_replay_check(dht_replay_t *w, const uint8_t nonce[DHT_NONCE_LEN])
 {
-    uint64_t epoch = get_u64(nonce), ctr = get_u64(nonce + 8);
+    uint64_t epoch = p2p_get_be64(nonce), ctr = p2p_get_be64(nonce + 8);
     if (epoch < w->epoch) return -EALREADY;
     if (epoch > w->epoch) {
         w->epoch = epoch;

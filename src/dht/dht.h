@@ -240,6 +240,10 @@ int dht_addr_format(const dht_addr_t *a, char *out, size_t cap);
 /* Parses a numeric "ip:port" or "[ip6]:port". Returns 0 or -EINVAL. */
 int dht_addr_parse(dht_addr_t *out, const char *s);
 bool dht_addr_equal(const dht_addr_t *a, const dht_addr_t *b);
+struct sockaddr;
+/* Fills out from an AF_INET or AF_INET6 socket address (IPv4-mapped IPv6 becomes family 4);
+ * any other family leaves out->family 0. */
+void dht_addr_from_sockaddr(dht_addr_t *out, const struct sockaddr *sa);
 bool dht_addr_is_loopback(const dht_addr_t *a);
 
 #endif

@@ -26,8 +26,9 @@
 #endif
 
 #ifndef DHT_UV_SEND_BATCH
-#define DHT_UV_SEND_BATCH 32 /* replies gathered during a receive batch and sent by one sendmmsg   \
-                              */
+#define DHT_UV_SEND_BATCH                                                                          \
+    32 /* replies gathered during a receive batch and sent by one sendmmsg                         \
+        */
 #endif
 
 #define SLOT_SIZE (64 * 1024) /* libuv's per-datagram slot in recvmmsg mode */
@@ -71,29 +72,6 @@ struct dht_uv {
     void (*done_cb)(void *arg);
     void *done_arg;
 };
-
-static void to_dht_addr(dht_addr_t *out, const struct sockaddr *sa)
-{
-    memset(out, 0, sizeof(*out));
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        out->family = 4;
-        memcpy(out->ip, &in->sin_addr, 4);
-        out->port = ntohs(in->sin_port);
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        const uint8_t *b = in6->sin6_addr.s6_addr;
-        static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-        if (memcmp(b, mapped, 12) == 0) {
-            out->family = 4;
-            memcpy(out->ip, b + 12, 4);
-        } else {
-            out->family = 6;
-            memcpy(out->ip, b, 16);
-        }
-        out->port = ntohs(in6->sin6_port);
-    }
-}
 
 /* Picks the socket for a destination and fills the sockaddr; NULL when no socket fits. */
 static uv_udp_t *route(struct dht_uv *u, const dht_addr_t *to, struct sockaddr_storage *ss)
@@ -263,7 +241,7 @@ static void recv_cb(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
         return;
     }
     dht_addr_t from;
-    to_dht_addr(&from, addr);
+    dht_addr_from_sockaddr(&from, addr);
     if (!from.family) return;
     u->batching = (flags & UV_UDP_MMSG_CHUNK) != 0;
     dht_input(u->dht, (const uint8_t *)buf->base, (size_t)nread, &from, uv_now(u->loop));

@@ -42,22 +42,6 @@ static bool host_is_loopback(const char *h)
     return false;
 }
 
-static void sockaddr_to_dht(dht_addr_t *out, const struct sockaddr *sa)
-{
-    memset(out, 0, sizeof(*out));
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        out->family = 4;
-        memcpy(out->ip, &in->sin_addr, 4);
-        out->port = ntohs(in->sin_port);
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        out->family = 6;
-        memcpy(out->ip, &in6->sin6_addr, 16);
-        out->port = ntohs(in6->sin6_port);
-    }
-}
-
 static void ping(node_t *node, const dht_addr_t *a, const char *what)
 {
     char s[64];
@@ -83,7 +67,7 @@ static void resolved_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         bool seen4 = false, seen6 = false;
         for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
             dht_addr_t a;
-            sockaddr_to_dht(&a, ai->ai_addr);
+            dht_addr_from_sockaddr(&a, ai->ai_addr);
             if (!a.family || (a.family == 4 && seen4) || (a.family == 6 && seen6)) continue;
             *(a.family == 4 ? &seen4 : &seen6) = true;
             ping(node, &a, node->cfg.bootstrap[i]);

@@ -121,8 +121,10 @@ class Network:
 class Node:
     """One p2p-node process."""
 
-    def __init__(self, net, name, root, dht_port=None, http_port=None, bootstrap=None, extra=None):
+    def __init__(self, net, name, root, dht_port=None, http_port=None, bootstrap=None, extra=None,
+                 dht_host="127.0.0.1"):
         self.net = net
+        self.dht_host = dht_host
         self.name = name
         self.data_dir = os.path.join(root, name)
         self.dht_port = dht_port or free_port()
@@ -141,10 +143,13 @@ class Node:
 
     @property
     def dht_addr(self):
-        return "127.0.0.1:%d" % self.dht_port
+        if ":" in self.dht_host:
+            host = "::1" if self.dht_host == "::" else self.dht_host
+            return "[%s]:%d" % (host, self.dht_port)
+        return "%s:%d" % (self.dht_host, self.dht_port)
 
     def argv(self, bootstrap=True):
-        a = [node_bin(), "--name", self.name, "--dht-host", "127.0.0.1", "--dht-port", str(self.dht_port),
+        a = [node_bin(), "--name", self.name, "--dht-host", self.dht_host, "--dht-port", str(self.dht_port),
              "--port", str(self.http_port), "--data-dir", self.data_dir]
         if bootstrap and self.bootstrap:
             a += ["--bootstrap", self.bootstrap]
