@@ -5,6 +5,7 @@
 #      another process pinned to another core), with the node's CPU split user/system and its
 #      hottest symbols (perf) to say what bounds it.
 #   3. Idle RSS and start-to-ready time of p2p-node (bench/node_ready.py).
+#   4. What proving an identity costs: pairwise key + AEAD vs a signature per datagram.
 # Prints tables; raw JSON goes to BUILD_DIR/bench-out/. Set BENCH_QUICK=1 to skip the 100k run.
 set -eu
 
@@ -139,4 +140,12 @@ if [ -n "$NODE" ]; then
     $PY "$HERE/node_ready.py" "$NODE" 10 | tee "$OUT/node-ready.json"
 else
     echo "== p2p-node start/RSS: skipped (p2p-node not built)"
+fi
+
+# ---- 4. what proving an identity costs (the design choice of docs/dht.md) ----
+CRYPTO=$(find_bin "$B/src/sim/dht-crypto") || CRYPTO=
+if [ -n "$CRYPTO" ]; then
+    echo
+    echo "== identity proof: pairwise key once per peer + AEAD per datagram, vs Ed25519 per datagram"
+    "$CRYPTO" | tee "$OUT/crypto.json"
 fi
