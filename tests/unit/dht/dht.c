@@ -140,12 +140,73 @@ static void test_replay_and_forgery_dropped(void **state)
     tn_free(&net);
 }
 
+/* Copies lost by every holder come back when the publisher stores its record again. */
+static void test_republish_restores_lost_copies(void **state)
+{
+    testnet_t net;
+    tn_init(&net, 10);
+    tn_join_all(&net);
+    dht_id_t k;
+    dht_key_derive(&k, "kv", "again", 5);
+    int stored = -2;
+    assert_int_equal(
+        dht_put(net.nodes[2], &k, (const uint8_t *)"v1", 2, 3600, net.now, on_put, &stored), 0);
+    for (int i = 0; i < 100 && stored == -2; i++)
+        tn_run(&net, 50);
+    assert_true(stored >= 5);
+    for (int i = 0; i < 10; i++) {
+        if (i == 2) continue;
+        dht_store_free(&net.nodes[i]->store);
+        dht_store_init(&net.nodes[i]->store);
+        assert_int_equal(dht_record_count(net.nodes[i]), 0);
+    }
+    tn_run(&net, DHT_REPUBLISH_MS + 10000);
+    int holders = 0;
+    for (int i = 0; i < 10; i++)
+        holders += i != 2 && dht_record_count(net.nodes[i]) == 1;
+    assert_true(holders >= 5);
+    get_res_t g;
+    get_value(&net, 7, "again", &g);
+    assert_int_equal(g.status, 0);
+    assert_string_equal(g.value, "v1");
+    tn_free(&net);
+}
+
+/* A record is gone everywhere once its lifetime has passed. */
+static void test_records_expire_on_time(void **state)
+{
+    testnet_t net;
+    tn_init(&net, 8);
+    tn_join_all(&net);
+    dht_id_t k;
+    dht_key_derive(&k, "kv", "brief", 5);
+    int stored = -2;
+    assert_int_equal(
+        dht_put(net.nodes[1], &k, (const uint8_t *)"x", 1, 20, net.now, on_put, &stored), 0);
+    for (int i = 0; i < 100 && stored == -2; i++)
+        tn_run(&net, 50);
+    assert_true(stored >= 4);
+    get_res_t g;
+    get_value(&net, 5, "brief", &g);
+    assert_int_equal(g.status, 0);
+    for (int i = 0; i < 8; i++)
+        dht_set_wall_clock(net.nodes[i], net.now, 1700000000000ull + 25000);
+    tn_run(&net, 12000); /* expiry runs every 10 s */
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(dht_record_count(net.nodes[i]), 0);
+    get_value(&net, 5, "brief", &g);
+    assert_int_equal(g.status, -ENOENT);
+    tn_free(&net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_converge_put_get_failures),
         cmocka_unit_test(test_foreign_network_key_ignored),
         cmocka_unit_test(test_replay_and_forgery_dropped),
+        cmocka_unit_test(test_republish_restores_lost_copies),
+        cmocka_unit_test(test_records_expire_on_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
