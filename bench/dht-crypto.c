@@ -34,11 +34,13 @@ int main(void)
     if (!dht) return 1;
     enum { PEERS = 2000, DGRAMS = 200000, BODY = 100 };
     static uint8_t pks[PEERS][32], sks[PEERS][64];
-    for (int i = 0; i < PEERS; i++) crypto_sign_keypair(pks[i], sks[i]);
+    for (int i = 0; i < PEERS; i++)
+        crypto_sign_keypair(pks[i], sks[i]);
 
     uint8_t key[32];
     double t0 = now_us();
-    for (int i = 0; i < PEERS; i++) dht_crypto_pair_key(dht, pks[i], key);
+    for (int i = 0; i < PEERS; i++)
+        dht_crypto_pair_key(dht, pks[i], key);
     double pair_us = (now_us() - t0) / PEERS;
 
     uint8_t body[BODY], dg[DHT_MAX_DATAGRAM], plain[DHT_MAX_DATAGRAM];

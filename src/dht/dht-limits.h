@@ -39,8 +39,9 @@
 #define DHT_MAX_BUCKETS 160 /* routing-table buckets (splits stop here) */
 #endif
 #ifndef DHT_DIVERSITY_PER_SUBNET
-#define DHT_DIVERSITY_PER_SUBNET 2 /* contacts per /24 or /48 in a bucket when ip_diversity is on  \
-                                    */
+#define DHT_DIVERSITY_PER_SUBNET                                                                   \
+    2 /* contacts per /24 or /48 in a bucket when ip_diversity is on                               \
+       */
 #endif
 #ifndef DHT_PEER_CACHE
 #define DHT_PEER_CACHE 4096 /* pairwise keys and replay windows of peers outside the table */

@@ -16,17 +16,17 @@ typedef struct rpc_local rpc_local_t;
 typedef struct node_log node_log_t;
 typedef struct node_store node_store_t;
 
-#define NODE_NAME_MAX 63
-#define NODE_PATH_MAX 1024
-#define NODE_MAX_BOOTSTRAP 32
+#define NODE_NAME_MAX        63
+#define NODE_PATH_MAX        1024
+#define NODE_MAX_BOOTSTRAP   32
 #define NODE_AUTH_SECRET_MAX 256
 
 /* The resolved configuration (flag > environment > config file > default; see config.c). */
 typedef struct node_config {
     char name[NODE_NAME_MAX + 1];
-    char host[64];      /* HTTP bind address */
-    int port;           /* HTTP port */
-    char dht_host[64];  /* "" = 0.0.0.0 and :: */
+    char host[64];     /* HTTP bind address */
+    int port;          /* HTTP port */
+    char dht_host[64]; /* "" = 0.0.0.0 and :: */
     int dht_port;
     char bootstrap[NODE_MAX_BOOTSTRAP][80]; /* "host:port" or "[v6]:port" */
     int bootstrap_count;
@@ -40,8 +40,8 @@ typedef struct node_config {
     int max_peers;
     int peer_timeout_s;
     bool metrics_enabled;
-    int log_level;  /* NODE_LOG_DEBUG..NODE_LOG_ERROR */
-    int log_json;   /* 1 json, 0 text */
+    int log_level; /* NODE_LOG_DEBUG..NODE_LOG_ERROR */
+    int log_json;  /* 1 json, 0 text */
 } node_config_t;
 
 typedef struct node {
@@ -55,17 +55,17 @@ typedef struct node {
     uint8_t network_key[DHT_NET_KEY_LEN];
     uint8_t auth_secret[NODE_AUTH_SECRET_MAX];
     size_t auth_secret_len;
-    dht_uv_t *dhtuv;      /* dht_uv_core(node->dhtuv) is the DHT */
-    rpc_registry_t *reg;  /* the one method table */
-    rpc_local_t *rpc;     /* DATA_DIR/rpc.sock server */
+    dht_uv_t *dhtuv;     /* dht_uv_core(node->dhtuv) is the DHT */
+    rpc_registry_t *reg; /* the one method table */
+    rpc_local_t *rpc;    /* DATA_DIR/rpc.sock server */
     uint64_t start_wall_ms;
     uint64_t start_mono_ms;
 
     /* Daemon wiring (daemon.c). Set only by node_start(); other modules may read them. */
-    node_store_t *store;             /* DATA_DIR/node.db; node->db is its handle */
+    node_store_t *store;               /* DATA_DIR/node.db; node->db is its handle */
     char rpc_path[NODE_PATH_MAX + 16]; /* DATA_DIR/rpc.sock */
-    uint64_t ready_mono_ms;          /* when "ready" was logged, 0 before */
-    bool joined;                     /* a lookup of our own id completed with contacts */
+    uint64_t ready_mono_ms;            /* when "ready" was logged, 0 before */
+    bool joined;                       /* a lookup of our own id completed with contacts */
     /* private to daemon.c */
     uv_timer_t save_timer, boot_timer;
     uv_getaddrinfo_t resolve_req[NODE_MAX_BOOTSTRAP];
@@ -80,8 +80,8 @@ typedef struct node {
 
 /* Starts the node described by node->cfg on loop (node zeroed apart from cfg): data dir, lock,
  * store, keys, DHT, saved state, bootstrap, local RPC socket, then logs "ready". log is borrowed.
- * Returns 0, or a negative errno after writing one line to err; on failure the caller still runs the
- * loop until handles close, then node_stop is not needed (everything opened was released). */
+ * Returns 0, or a negative errno after writing one line to err; on failure the caller still runs
+ * the loop until handles close, then node_stop is not needed (everything opened was released). */
 int node_start(node_t *node, uv_loop_t *loop, node_log_t *log, char *err, size_t errlen);
 
 /* Saves the store, closes every handle and file of a started node. done_cb runs from the loop once
