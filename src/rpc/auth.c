@@ -182,6 +182,7 @@ int rpc_jwt_verify(const rpc_auth_config_t *auth, const char *token, size_t len,
         goto done;
     }
     r = claims_ok(jwt, auth, now_s, out, why);
+    if (r == 0) memcpy(out->token, token, len); /* len <= RPC_MAX_TOKEN; NUL from claims_ok */
 done:
     jwt_free(jwt);
     free(t);

@@ -400,3 +400,15 @@ void rpc_registry_pack_methods(const rpc_registry_t *reg, const char *node_label
             pack_param(pk, &m->params[j]);
     }
 }
+
+void rpc_registry_set_router(rpc_registry_t *reg, rpc_handler_fn router, void *ctx)
+{
+    reg->router = router;
+    reg->router_ctx = ctx;
+}
+
+void rpc_registry_set_audit(rpc_registry_t *reg, rpc_audit_fn fn, void *ctx)
+{
+    reg->audit = fn;
+    reg->audit_ctx = ctx;
+}

@@ -39,6 +39,10 @@ struct rpc_registry {
     bool root[RPC_MAX_METHODS]; /* name is a whole address (rpc.ping), not DOMAIN.METHOD */
     size_t n;
     char node_name[RPC_NODE_NAME_MAX + 1];
+    rpc_handler_fn router; /* calls for other nodes */
+    void *router_ctx;
+    rpc_audit_fn audit;
+    void *audit_ctx;
 };
 
 /* Outcome of resolving a method address. */
@@ -64,8 +68,9 @@ int rpc_registry_add_root(rpc_registry_t *reg, const rpc_method_t *m);
 
 typedef struct rpc_principal {
     char sub[RPC_MAX_SUB + 1];
-    rpc_role_t role; /* RPC_ROLE_NONE = not authenticated */
-    uint64_t exp;    /* wall seconds */
+    char token[RPC_MAX_TOKEN + 1]; /* the JWT itself, forwarded with calls to other nodes */
+    rpc_role_t role;               /* RPC_ROLE_NONE = not authenticated */
+    uint64_t exp;                  /* wall seconds */
 } rpc_principal_t;
 
 /* Verifies an HS256 JWT against auth (current then previous secret) at wall time now_s: alg pinned

@@ -95,7 +95,29 @@ typedef struct rpc_method {
     size_t n_params; /* at most RPC_MAX_PARAMS */
     rpc_handler_fn handler;
     void *ctx;
+    bool changes; /* modifies state: every call is recorded in the audit log */
 } rpc_method_t;
+
+/* Calls whose NODE part is not this node (another name, @idprefix, a glob) go to the router, which
+ * forwards them (rpc_call_method/params/token/origin tell it what to forward) and answers like any
+ * handler. Without a router such calls are NOT_FOUND. The caller must be authenticated; the far
+ * node checks the role itself. */
+void rpc_registry_set_router(rpc_registry_t *reg, rpc_handler_fn router, void *ctx);
+
+/* One audit record: a call that changed something, or a refused one, on this node. */
+typedef struct rpc_audit_entry {
+    const char *principal;      /* token subject, "" when none */
+    const char *origin;         /* node the call came from (_origin), "" when it came in here */
+    const char *method;         /* the address as called */
+    const uint8_t *params_hash; /* BLAKE2b-128 of the named arguments (reserved ones excluded) */
+    int code;                   /* 0 or the error code */
+    uint64_t start_ms; /* monotonic `now` at dispatch (duration = now at the hook - this) */
+} rpc_audit_entry_t;
+typedef void (*rpc_audit_fn)(void *ctx, const rpc_audit_entry_t *e);
+
+/* Installs the audit hook: it runs when a `changes` method is answered, and for every call refused
+ * with UNAUTHENTICATED or PERMISSION_DENIED. */
+void rpc_registry_set_audit(rpc_registry_t *reg, rpc_audit_fn fn, void *ctx);
 
 /* Creates a method table holding the built-ins rpc.ping, rpc.auth and node.methods (served as
  * system.local.node.methods). NULL on no memory. */
@@ -139,6 +161,28 @@ bool rpc_call_bool(const rpc_call_t *call, const char *name);
 /* The caller's principal ("" and RPC_ROLE_NONE before rpc.auth). */
 const char *rpc_call_sub(const rpc_call_t *call);
 rpc_role_t rpc_call_role(const rpc_call_t *call);
+
+/* The address as the caller wrote it (not NUL-terminated). */
+const char *rpc_call_method(const rpc_call_t *call, size_t *len);
+
+/* The named-argument map as received, reserved `_` keys included (NULL for no params). */
+const msgpack_object *rpc_call_params(const rpc_call_t *call);
+
+/* The caller's JWT (per-call `_token`, else the one given to rpc.auth), "" when none. */
+const char *rpc_call_token(const rpc_call_t *call);
+
+/* The `_origin` node name of a forwarded call, "" when the call came in here. */
+const char *rpc_call_origin(const rpc_call_t *call);
+
+/* True when the caller asked for streamed partial results (`_stream: true`). */
+bool rpc_call_stream(const rpc_call_t *call);
+
+/* Sends the notification [2, method, params] to the caller now (params: one packed msgpack array).
+ * Returns 0, or -ENOTCONN when the caller is gone or the call already answered. */
+int rpc_call_notify(rpc_call_t *call, const char *method, const void *params, size_t len);
+
+/* Answers with an error object received from elsewhere (a far node), passed through as is. */
+void rpc_call_error_object(rpc_call_t *call, const msgpack_object *err);
 
 /* The monotonic `now` (ms) at dispatch and the call's absolute deadline on the same clock. */
 uint64_t rpc_call_now(const rpc_call_t *call);

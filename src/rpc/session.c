@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "rpc/rpc-internal.h"
 
 struct rpc_call {
@@ -23,6 +25,13 @@ struct rpc_call {
     const msgpack_object *args[RPC_MAX_PARAMS];
     rpc_frame_t *frame; /* owns what args point into */
     rpc_principal_t principal;
+    const char *address; /* the method address as called (points into frame) */
+    size_t address_len;
+    const msgpack_object *named; /* the params map as received (points into frame) */
+    char origin[RPC_NODE_NAME_MAX + 1];
+    bool stream;
+    rpc_audit_fn audit; /* set when the answer must be recorded */
+    void *audit_ctx;
     msgpack_sbuffer result;
     msgpack_packer pk;
 };
@@ -94,8 +103,9 @@ const rpc_principal_t *rpc_session_principal(const rpc_session_t *s)
 
 /* Writes [1, msgid|nil, error, result]: an error when code != 0, else the packed result bytes
  * (nil when empty). */
-static void respond(rpc_session_t *s, bool has_id, uint32_t msgid, int code, const char *msg,
-                    const char *param, const char *result, size_t rlen)
+static void respond_obj(rpc_session_t *s, bool has_id, uint32_t msgid, int code, const char *msg,
+                        const char *param, const msgpack_object *err, const char *result,
+                        size_t rlen)
 {
     msgpack_sbuffer sb;
     msgpack_packer pk;
@@ -107,7 +117,10 @@ static void respond(rpc_session_t *s, bool has_id, uint32_t msgid, int code, con
         msgpack_pack_uint32(&pk, msgid);
     else
         msgpack_pack_nil(&pk);
-    if (code) {
+    if (err) {
+        msgpack_pack_object(&pk, *err);
+        msgpack_pack_nil(&pk);
+    } else if (code) {
         rpc_pack_error(&pk, code, msg, param);
         msgpack_pack_nil(&pk);
     } else {
@@ -121,16 +134,70 @@ static void respond(rpc_session_t *s, bool has_id, uint32_t msgid, int code, con
     msgpack_sbuffer_destroy(&sb);
 }
 
+static void respond(rpc_session_t *s, bool has_id, uint32_t msgid, int code, const char *msg,
+                    const char *param, const char *result, size_t rlen)
+{
+    respond_obj(s, has_id, msgid, code, msg, param, NULL, result, rlen);
+}
+
+/* BLAKE2b-128 of the named arguments without the reserved `_` ones. */
+static void params_hash(const msgpack_object *named, uint8_t out[16])
+{
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, 16);
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    for (uint32_t i = 0; named && i < named->via.map.size; i++) {
+        const msgpack_object_kv *kv = &named->via.map.ptr[i];
+        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size > 0 &&
+            kv->key.via.str.ptr[0] == '_')
+            continue;
+        msgpack_pack_object(&pk, kv->key);
+        msgpack_pack_object(&pk, kv->val);
+    }
+    crypto_generichash_update(&st, (const uint8_t *)(sb.data ? sb.data : ""), sb.size);
+    crypto_generichash_final(&st, out, 16);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* Hands one record to the audit hook. */
+static void audit(rpc_audit_fn fn, void *ctx, const char *principal, const char *origin,
+                  const char *address, size_t address_len, const msgpack_object *named, int code,
+                  uint64_t start_ms)
+{
+    if (!fn) return;
+    char method[RPC_MAX_METHOD_NAME + 1];
+    size_t n = P2P_MIN(address_len, (size_t)RPC_MAX_METHOD_NAME);
+    memcpy(method, address, n);
+    method[n] = 0;
+    uint8_t hash[16];
+    params_hash(named, hash);
+    rpc_audit_entry_t e = {principal, origin, method, hash, code, start_ms};
+    fn(ctx, &e);
+}
+
 /* Sends the call's answer if it can still go out, and drops the session's hold. */
-static void answer(rpc_call_t *c, int code, const char *msg, const char *param)
+static void answer_obj(rpc_call_t *c, int code, const char *msg, const char *param,
+                       const msgpack_object *err)
 {
     rpc_session_t *s = c->session;
     if (c->answered || !s) return;
     c->answered = true;
-    if (!c->notify) respond(s, true, c->msgid, code, msg, param, c->result.data, c->result.size);
+    if (c->audit)
+        audit(c->audit, c->audit_ctx, c->principal.sub, c->origin, c->address, c->address_len,
+              c->named, code, c->now);
+    if (!c->notify)
+        respond_obj(s, true, c->msgid, code, msg, param, err, c->result.data, c->result.size);
     unlink_call(s, c);
     c->session = NULL;
     release(c);
+}
+
+static void answer(rpc_call_t *c, int code, const char *msg, const char *param)
+{
+    answer_obj(c, code, msg, param, NULL);
 }
 
 msgpack_packer *rpc_call_packer(rpc_call_t *call)
@@ -248,6 +315,61 @@ bool rpc_call_cancelled(const rpc_call_t *call)
     return call->answered || !call->session;
 }
 
+const char *rpc_call_method(const rpc_call_t *call, size_t *len)
+{
+    *len = call->address_len;
+    return call->address;
+}
+
+const msgpack_object *rpc_call_params(const rpc_call_t *call)
+{
+    return call->named;
+}
+
+const char *rpc_call_token(const rpc_call_t *call)
+{
+    return call->principal.token;
+}
+
+const char *rpc_call_origin(const rpc_call_t *call)
+{
+    return call->origin;
+}
+
+bool rpc_call_stream(const rpc_call_t *call)
+{
+    return call->stream;
+}
+
+int rpc_call_notify(rpc_call_t *call, const char *method, const void *params, size_t len)
+{
+    rpc_session_t *s = call->session;
+    if (call->answered || !s) return -ENOTCONN;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 3);
+    msgpack_pack_uint8(&pk, 2);
+    rpc_pack_cstr(&pk, method);
+    msgpack_sbuffer_write(&sb, params, len);
+    int r = s->write(s->ctx, (const uint8_t *)sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+    return r;
+}
+
+void rpc_call_error_object(rpc_call_t *call, const msgpack_object *err)
+{
+    int code = RPC_ERR_INTERNAL;
+    for (uint32_t i = 0; err->type == MSGPACK_OBJECT_MAP && i < err->via.map.size; i++) {
+        const msgpack_object_kv *kv = &err->via.map.ptr[i];
+        if (rpc_str_eq(&kv->key, "code") && kv->val.type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+            code = (int)kv->val.via.i64;
+    }
+    answer_obj(call, code, NULL, NULL, err);
+    release(call);
+}
+
 uint64_t rpc_session_periodic(rpc_session_t *s, uint64_t now_ms)
 {
     uint64_t next = UINT64_MAX;
@@ -273,6 +395,9 @@ typedef struct request {
     const msgpack_object *method;
     const msgpack_object *named; /* the params map, NULL when params is [] */
     uint64_t timeout_ms;
+    const msgpack_object *token;  /* _token: the caller's JWT for this call (forwarded calls) */
+    const msgpack_object *origin; /* _origin: the node a forwarded call came from */
+    bool stream;                  /* _stream: partial results as notifications */
 } request_t;
 
 /* Checks the envelope; returns 0 or an error code with msg and param set. */
@@ -311,6 +436,36 @@ static int parse_envelope(const msgpack_object *o, request_t *rq, const char **m
         const msgpack_object *v = &rq->named->via.map.ptr[i].val;
         if (k->type != MSGPACK_OBJECT_STR || k->via.str.size == 0 || k->via.str.ptr[0] != '_')
             continue;
+        if (rpc_str_eq(k, "_token")) {
+            if (v->type != MSGPACK_OBJECT_STR || v->via.str.size == 0 ||
+                v->via.str.size > RPC_MAX_TOKEN) {
+                *msg = "_token must be a JWT string";
+                *param = "_token";
+                return RPC_ERR_INVALID_PARAMS;
+            }
+            rq->token = v;
+            continue;
+        }
+        if (rpc_str_eq(k, "_origin")) {
+            if (v->type != MSGPACK_OBJECT_STR || v->via.str.size == 0 ||
+                v->via.str.size > RPC_NODE_NAME_MAX ||
+                !rpc_utf8_valid(v->via.str.ptr, v->via.str.size)) {
+                *msg = "_origin must be a node name";
+                *param = "_origin";
+                return RPC_ERR_INVALID_PARAMS;
+            }
+            rq->origin = v;
+            continue;
+        }
+        if (rpc_str_eq(k, "_stream")) {
+            if (v->type != MSGPACK_OBJECT_BOOLEAN) {
+                *msg = "_stream must be true or false";
+                *param = "_stream";
+                return RPC_ERR_INVALID_PARAMS;
+            }
+            rq->stream = v->via.boolean;
+            continue;
+        }
         if (!rpc_str_eq(k, "_timeout")) {
             *msg = "unknown reserved argument";
             *param = "_";
@@ -367,23 +522,67 @@ static void do_auth(rpc_session_t *s, const request_t *rq, const msgpack_object 
 }
 
 /* Checks the caller may run m now; returns 0 or an error code with *msg. */
-static int check_access(rpc_session_t *s, const rpc_method_t *m, uint64_t wall_s, const char **msg)
+static int check_access(rpc_principal_t *p, const rpc_method_t *m, uint64_t wall_s,
+                        const char **msg)
 {
-    if (s->principal.role != RPC_ROLE_NONE && s->principal.exp + RPC_JWT_LEEWAY_S < wall_s) {
-        memset(&s->principal, 0, sizeof(s->principal));
+    if (p->role != RPC_ROLE_NONE && p->exp + RPC_JWT_LEEWAY_S < wall_s) {
+        memset(p, 0, sizeof(*p));
         *msg = "token expired; call rpc.auth again";
         return RPC_ERR_UNAUTHENTICATED;
     }
     if (!m || m->role == RPC_ROLE_NONE) return 0;
-    if (s->principal.role == RPC_ROLE_NONE) {
+    if (p->role == RPC_ROLE_NONE) {
         *msg = "call rpc.auth with a token first";
         return RPC_ERR_UNAUTHENTICATED;
     }
-    if (s->principal.role < m->role) {
+    if (p->role < m->role) {
         *msg = "role does not allow this method";
         return RPC_ERR_PERMISSION_DENIED;
     }
     return 0;
+}
+
+/* Makes the call object of a request that passed every check. */
+static rpc_call_t *new_call(rpc_session_t *s, const request_t *rq, rpc_frame_t *f,
+                            const rpc_method_t *m, const rpc_principal_t *p, uint64_t now_ms)
+{
+    rpc_call_t *c = calloc(1, sizeof(*c));
+    if (!c) return NULL;
+    c->refs = 2;
+    c->session = s;
+    c->notify = rq->notify;
+    c->msgid = rq->msgid;
+    c->now = now_ms;
+    c->deadline = now_ms + rq->timeout_ms;
+    c->m = *m;
+    c->frame = f;
+    c->principal = *p;
+    c->address = rq->method->via.str.ptr;
+    c->address_len = rq->method->via.str.size;
+    c->named = rq->named;
+    c->stream = rq->stream;
+    if (rq->origin) memcpy(c->origin, rq->origin->via.str.ptr, rq->origin->via.str.size);
+    if (m->changes) c->audit = s->reg->audit, c->audit_ctx = s->reg->audit_ctx;
+    msgpack_sbuffer_init(&c->result);
+    msgpack_packer_init(&c->pk, &c->result, msgpack_sbuffer_write);
+    c->next = s->pending;
+    if (s->pending) s->pending->prev = c;
+    s->pending = c;
+    s->n_pending++;
+    return c;
+}
+
+/* Refuses a request, recording refusals of real methods in the audit log. */
+static void refuse(rpc_session_t *s, const request_t *rq, const rpc_principal_t *p, int code,
+                   const char *msg, const char *param, bool record, uint64_t now_ms)
+{
+    if (record && (code == RPC_ERR_UNAUTHENTICATED || code == RPC_ERR_PERMISSION_DENIED)) {
+        char origin[RPC_NODE_NAME_MAX + 1] = "";
+        if (rq->origin) memcpy(origin, rq->origin->via.str.ptr, rq->origin->via.str.size);
+        audit(s->reg->audit, s->reg->audit_ctx, p->sub, origin, rq->method->via.str.ptr,
+              rq->method->via.str.size, rq->named, code, now_ms);
+    }
+    reply_error(s, rq, code, msg, param);
 }
 
 /* Dispatches one decoded frame; takes ownership of f. */
@@ -401,18 +600,42 @@ static void handle_frame(rpc_session_t *s, rpc_frame_t *f, uint64_t now_ms, uint
     rpc_resolved_t res = {NULL, RPC_ERR_METHOD_NOT_FOUND};
     if (rq.method->via.str.size <= RPC_MAX_METHOD_NAME)
         res = rpc_registry_resolve(s->reg, rq.method->via.str.ptr, rq.method->via.str.size);
-    code = check_access(s, res.method, wall_s, &msg);
-    if (!code && !res.method && s->principal.role == RPC_ROLE_NONE)
+    bool routed = !res.method && res.code == RPC_ERR_NOT_FOUND && s->reg->router;
+    /* who is calling: the call's own _token (forwarded calls), else the connection's */
+    rpc_principal_t *p = &s->principal, own;
+    if (rq.token) {
+        if (rpc_jwt_verify(s->auth, rq.token->via.str.ptr, rq.token->via.str.size, wall_s, &own,
+                           &msg) < 0) {
+            memset(&own, 0, sizeof(own));
+            refuse(s, &rq, &own, RPC_ERR_UNAUTHENTICATED, msg, NULL, res.method || routed, now_ms);
+            goto done;
+        }
+        p = &own;
+    }
+    code = check_access(p, res.method, wall_s, &msg);
+    if (!code && !res.method && p->role == RPC_ROLE_NONE)
         code = RPC_ERR_UNAUTHENTICATED, msg = "call rpc.auth with a token first";
     if (code) {
-        reply_error(s, &rq, code, msg, NULL);
+        refuse(s, &rq, p, code, msg, NULL, res.method || routed, now_ms);
         goto done;
+    }
+    if (routed) {
+        static const rpc_method_t route = {.name = "route"};
+        if (s->n_pending >= RPC_MAX_PENDING) {
+            reply_error(s, &rq, RPC_ERR_RESOURCE_EXHAUSTED, "too many calls in flight", NULL);
+            goto done;
+        }
+        rpc_call_t *c = new_call(s, &rq, f, &route, p, now_ms);
+        if (!c) {
+            reply_error(s, &rq, RPC_ERR_INTERNAL, "out of memory", NULL);
+            goto done;
+        }
+        s->reg->router(c, s->reg->router_ctx);
+        return;
     }
     if (!res.method) {
         snprintf(why, sizeof(why),
-                 res.code == RPC_ERR_NOT_FOUND
-                     ? "no such node (calls to other nodes are not supported yet)"
-                     : "no such method");
+                 res.code == RPC_ERR_NOT_FOUND ? "no such node" : "no such method");
         reply_error(s, &rq, res.code, why, NULL);
         goto done;
     }
@@ -430,27 +653,12 @@ static void handle_frame(rpc_session_t *s, rpc_frame_t *f, uint64_t now_ms, uint
         reply_error(s, &rq, RPC_ERR_RESOURCE_EXHAUSTED, "too many calls in flight", NULL);
         goto done;
     }
-    rpc_call_t *c = calloc(1, sizeof(*c));
+    rpc_call_t *c = new_call(s, &rq, f, res.method, p, now_ms);
     if (!c) {
         reply_error(s, &rq, RPC_ERR_INTERNAL, "out of memory", NULL);
         goto done;
     }
-    c->refs = 2;
-    c->session = s;
-    c->notify = rq.notify;
-    c->msgid = rq.msgid;
-    c->now = now_ms;
-    c->deadline = now_ms + rq.timeout_ms;
-    c->m = *res.method;
     memcpy(c->args, args, sizeof(args));
-    c->frame = f;
-    c->principal = s->principal;
-    msgpack_sbuffer_init(&c->result);
-    msgpack_packer_init(&c->pk, &c->result, msgpack_sbuffer_write);
-    c->next = s->pending;
-    if (s->pending) s->pending->prev = c;
-    s->pending = c;
-    s->n_pending++;
     c->m.handler(c, c->m.ctx);
     return;
 done:
