@@ -149,3 +149,133 @@ if [ -n "$CRYPTO" ]; then
     echo "== identity proof: pairwise key once per peer + AEAD per datagram, vs Ed25519 per datagram"
     "$CRYPTO" | tee "$OUT/crypto.json"
 fi
+
+# ---- 5. local socket: rpc.ping pipelined vs redis-server PING (issue 3) ----
+# The same client shape on both sides: C connections, P calls written together, the next P once
+# all P were answered (redis-benchmark -P semantics); server on cpu 0, client on cpu 1.
+RPCB=$(find_bin "$B/src/sim/rpc-bench" "$B/rpc-bench") || RPCB=
+RPC=$(find_bin "$B/p2p-rpc" "$B/src/cli/p2p-rpc") || RPC=
+b64key() { $PY -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())'; }
+wait_sock() { # path
+    i=0
+    while [ ! -S "$1" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    sleep 0.3
+}
+if [ -n "$NODE" ] && [ -n "$RPCB" ] && command -v redis-server >/dev/null 2>&1 &&
+    command -v redis-benchmark >/dev/null 2>&1; then
+    echo
+    echo "== local socket rpc.ping vs redis PING (same machine, same run; server cpu 0, client cpu 1)"
+    T=$(mktemp -d /tmp/p2p-bench.XXXXXX)
+    NETWORK_KEY=$(b64key) AUTH_SECRET=$(b64key)
+    export NETWORK_KEY AUTH_SECRET
+    DP=$(free_port)
+    HP=$(free_port)
+    taskset -c 0 "$NODE" --name pingbench --data-dir "$T/data" --dht-host 127.0.0.1 --dht-port "$DP" \
+        --port "$HP" --log-level ERROR >"$OUT/pingbench-node.log" 2>&1 &
+    NPID=$!
+    taskset -c 0 redis-server --port 0 --unixsocket "$T/redis.sock" --save '' --appendonly no \
+        >"$OUT/redis.log" 2>&1 &
+    RPID=$!
+    wait_sock "$T/data/rpc.sock"
+    wait_sock "$T/redis.sock"
+    TOKEN=$("$NODE" token --role admin --data-dir "$T/data" | tail -n 1)
+    printf '%-9s %-6s %14s %14s %7s   %s\n' pipeline conns "p2p-node/s" "redis/s" ratio "p2p-node latency p50/p99 us"
+    for cp in "1 1" "16 1" "64 1" "16 8"; do
+        set -- $cp
+        P=$1 C=$2
+        taskset -c 1 "$RPCB" --socket "$T/data/rpc.sock" --token "$TOKEN" --inflight "$P" --conns "$C" \
+            --batch --seconds 3 --warmup 0.5 >"$OUT/ping-p$P-c$C.json" 2>"$OUT/ping-p$P-c$C.log" || true
+        N=$((P * C * 20000))
+        [ $N -gt 3000000 ] && N=3000000
+        taskset -c 1 redis-benchmark -s "$T/redis.sock" -t ping -P "$P" -c "$C" -n "$N" --csv \
+            >"$OUT/redis-p$P-c$C.csv" 2>&1 || true
+        $PY - "$OUT/ping-p$P-c$C.json" "$OUT/redis-p$P-c$C.csv" "$P" "$C" <<'PYEOF' || cat "$OUT/ping-p$P-c$C.log"
+import csv, json, sys
+d = json.load(open(sys.argv[1]))
+rps = None
+for row in csv.reader(open(sys.argv[2])):
+    if row and row[0] == "PING_MBULK":  # PING as a RESP array, like a msgpack request
+        rps = float(row[1])
+ratio = d["calls_per_s"] / rps if rps else float("nan")
+print("%-9s %-6s %14.0f %14.0f %7.2f   %.1f / %.1f" % (sys.argv[3], sys.argv[4], d["calls_per_s"], rps or 0,
+                                                   ratio, d["lat_us_p50"], d["lat_us_p99"]))
+if d["errors"]:
+    print("  errors: %d (first: %s)" % (d["errors"], d.get("first_error")))
+PYEOF
+    done
+    echo "target: ratio >= 0.5"
+    kill $NPID $RPID 2>/dev/null || true
+    wait $NPID $RPID 2>/dev/null || true
+    rm -rf "$T"
+else
+    echo
+    echo "== local rpc.ping vs redis: skipped (p2p-node, rpc-bench, redis-server or redis-benchmark missing)"
+fi
+
+# ---- 6. remote node.info n01 -> n02 over the peer channel (issue 3) ----
+if [ -n "$NODE" ] && [ -n "$RPCB" ]; then
+    echo
+    echo "== remote system.n02.node.info from n01's socket (peer channel on loopback, 2 nodes, unpinned)"
+    T=$(mktemp -d /tmp/p2p-bench.XXXXXX)
+    NETWORK_KEY=$(b64key) AUTH_SECRET=$(b64key)
+    export NETWORK_KEY AUTH_SECRET
+    D1=$(free_port) D2=$(free_port) H1=$(free_port) H2=$(free_port)
+    "$NODE" --name n01 --data-dir "$T/n01" --dht-host 127.0.0.1 --dht-port "$D1" --port "$H1" \
+        --log-level ERROR >"$OUT/remote-n01.log" 2>&1 &
+    P1=$!
+    wait_sock "$T/n01/rpc.sock"
+    "$NODE" --name n02 --data-dir "$T/n02" --dht-host 127.0.0.1 --dht-port "$D2" --port "$H2" \
+        --bootstrap "127.0.0.1:$D1" --log-level ERROR >"$OUT/remote-n02.log" 2>&1 &
+    P2=$!
+    wait_sock "$T/n02/rpc.sock"
+    TOKEN=$("$NODE" token --role admin --data-dir "$T/n01" | tail -n 1)
+    ok=0 i=0
+    while [ $i -lt 60 ]; do # until n01 reaches n02 (membership, then the peer channel)
+        if "$RPCB" --socket "$T/n01/rpc.sock" --token "$TOKEN" --method system.n02.node.info --inflight 1 \
+            --count 1 --seconds 2 2>/dev/null | grep -q '"errors": 0'; then
+            ok=1
+            break
+        fi
+        sleep 0.5
+        i=$((i + 1))
+    done
+    if [ $ok = 1 ]; then
+        "$RPCB" --socket "$T/n01/rpc.sock" --token "$TOKEN" --method system.n02.node.info --inflight 64 \
+            --seconds 5 --warmup 1 >"$OUT/remote-max.json" 2>"$OUT/remote-max.log" || true
+        HALF=$($PY -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["calls_per_s"] / 2))' \
+            "$OUT/remote-max.json" 2>/dev/null || echo 0)
+        if [ "$HALF" -gt 0 ]; then
+            "$RPCB" --socket "$T/n01/rpc.sock" --token "$TOKEN" --method system.n02.node.info --inflight 64 \
+                --rate "$HALF" --seconds 5 --warmup 1 >"$OUT/remote-half.json" 2>"$OUT/remote-half.log" || true
+        fi
+        $PY - "$OUT/remote-max.json" "$OUT/remote-half.json" <<'PYEOF'
+import json, sys
+print("%-34s %10s %8s %9s %9s %9s %9s" % ("run", "calls/s", "errors", "p50 us", "p90 us", "p99 us", "max us"))
+for label, path in (("64 in flight (max rate)", sys.argv[1]), ("open loop at half that rate", sys.argv[2])):
+    try:
+        d = json.load(open(path))
+    except (OSError, ValueError):
+        print("%-34s (no result)" % label)
+        continue
+    print("%-34s %10.0f %8d %9.1f %9.1f %9.1f %9.1f" % (label, d["calls_per_s"], d["errors"], d["lat_us_p50"],
+                                                     d["lat_us_p90"], d["lat_us_p99"], d["lat_us_max"]))
+    if d["errors"]:
+        print("  first error: %s %s" % (d.get("first_error_code"), d.get("first_error")))
+print("targets: >= 20,000 calls/s with 64 in flight; p99 <= 2,000 us at half that rate")
+PYEOF
+    else
+        echo "n01 never reached n02 in 30 s: skipped (see $OUT/remote-n0*.log)"
+    fi
+    kill $P1 $P2 2>/dev/null || true
+    wait $P1 $P2 2>/dev/null || true
+    rm -rf "$T"
+fi
+
+# ---- 7. 100 nodes: fan-out, idle RSS, time until a new node is listed everywhere (issue 3) ----
+if [ -n "$NODE" ]; then
+    echo
+    echo "== mesh of 100 p2p-node processes on loopback (bench/mesh.py)"
+    $PY "$HERE/mesh.py" "$B" --nodes "${MESH_NODES:-100}" --json "$OUT/mesh.json" 2>"$OUT/mesh.log" ||
+        { echo "mesh.py failed:"; tail -n 20 "$OUT/mesh.log"; }
+    echo "targets: fan-out <= 1 s; 100 idle nodes <= 1 GB RSS; listed by every node <= 10 s"
+fi

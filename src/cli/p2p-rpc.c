@@ -1,6 +1,8 @@
 /* p2p-rpc.c: the command-line client (CONTRACT section 2): one msgpack-RPC call over a node's local
- * unix socket, params from key=value pairs or --json, the answer printed as JSON or text.
- * Exit codes: 0 ok, 1 call error, 2 usage (3 is reserved for fan-out). */
+ * unix socket, params from key=value pairs or --json, the answer printed as JSON or text; `nodes`
+ * and `methods [NODE]`; fan-out calls (a NODE part with * or ?) printed per node with a summary
+ * line on stderr; --stream prints the rpc.partial notifications as they arrive.
+ * Exit codes: 0 ok, 1 call error, 2 usage, 3 some nodes of a fan-out failed or did not answer. */
 #include <errno.h>
 #include <glob.h>
 #include <poll.h>
@@ -15,8 +17,11 @@
 #include "cli/convert.h"
 #include "rpc/rpc.h"
 
-#define EXIT_CALL  1
-#define EXIT_USAGE 2
+#define EXIT_CALL    1
+#define EXIT_USAGE   2
+#define EXIT_PARTIAL 3
+
+#define SUMMARY_NAMES 10 /* failed nodes named in the fan-out summary line */
 
 typedef struct opts {
     const char *socket;
@@ -26,8 +31,11 @@ typedef struct opts {
     int out_json; /* 1 json, 0 text */
     bool stream;
     const char *method;
-    json_t *params; /* object */
-    bool listing;   /* `methods`: text output as a method list */
+    json_t *params;  /* object */
+    bool listing;    /* `methods`: text output as a method list */
+    bool node_table; /* `nodes`: text output as a table */
+    bool fanout;     /* the NODE part of the address is a glob */
+    bool streamed;   /* at least one rpc.partial was printed */
 } opts_t;
 
 static void usage(FILE *f)
@@ -37,8 +45,10 @@ static void usage(FILE *f)
         "usage: p2p-rpc [options] METHOD [key=value ...]\n"
         "       p2p-rpc [options] METHOD --json '{\"key\": ...}'\n"
         "       p2p-rpc [options] methods [NODE]   list methods with their parameters\n"
-        "       p2p-rpc [options] nodes            list the nodes this node knows\n"
-        "METHOD is an address SERVICE.NODE.DOMAIN.METHOD (system.local.node.info) or rpc.ping.\n"
+        "       p2p-rpc [options] nodes            list the live nodes of the network\n"
+        "METHOD is an address SERVICE.NODE.DOMAIN.METHOD (system.local.node.info) or rpc.ping;\n"
+        "NODE may be a glob (system.*.node.info, system.web-0?.node.info): a fan-out, answered\n"
+        "per node, with a summary line on stderr.\n"
         "key=value values parse as JSON when they are valid JSON, else as strings.\n"
         "options:\n"
         "  --socket PATH     local socket (env P2P_SOCKET; default ./data/*/rpc.sock if only one)\n"
@@ -47,9 +57,11 @@ static void usage(FILE *f)
         "                    ~/.config/p2p-admin/token)\n"
         "  -t, --timeout S   deadline in seconds (default 5)\n"
         "  --out json|text   output format (default: text on a terminal, else json)\n"
-        "  --stream          print streamed output (notifications) as it arrives\n"
+        "  --stream          print streamed output (notifications, fan-out results per node)\n"
+        "                    as it arrives\n"
         "  -h, --help        this help\n"
-        "exit codes: 0 ok, 1 call error (code and message on stderr), 2 usage\n");
+        "exit codes: 0 ok (every node of a fan-out answered without error), 1 call error (code\n"
+        "and message on stderr), 2 usage, 3 some nodes of a fan-out failed or did not answer\n");
 }
 
 static int usage_error(const char *fmt, const char *arg)
@@ -115,6 +127,18 @@ static int find_socket(opts_t *o, char *out, size_t cap)
     snprintf(out, cap, "%s", g.gl_pathv[0]);
     globfree(&g);
     return 0;
+}
+
+/* True when the address is SERVICE.NODE.DOMAIN.METHOD with * or ? in NODE. */
+static bool is_fanout(const char *addr)
+{
+    const char *a = strchr(addr, '.');
+    if (!a) return false;
+    const char *b = strchr(++a, '.');
+    if (!b || !strchr(b + 1, '.')) return false;
+    for (; a < b; a++)
+        if (*a == '*' || *a == '?') return true;
+    return false;
 }
 
 static int parse_args(int argc, char **argv, opts_t *o)
@@ -183,10 +207,12 @@ static int parse_args(int argc, char **argv, opts_t *o)
             o->listing = true;
         } else {
             if (npos > 1) return usage_error("%s", "nodes takes no argument");
-            snprintf(buf, sizeof(buf), "system.local.node.peers");
+            snprintf(buf, sizeof(buf), "system.local.node.nodes");
+            o->node_table = true;
         }
         o->method = buf;
     }
+    o->fanout = is_fanout(o->method);
     if (json_arg) {
         json_error_t je;
         json_t *j = json_loads(json_arg, 0, &je);
@@ -250,28 +276,172 @@ static void print_json(json_t *j, bool pretty)
     free(s);
 }
 
-static int print_error(const msgpack_object *err)
+/* Writes "error CODE NAME: message [data]" (no newline) for a JSON error object. */
+static void fprint_error_json(FILE *f, const json_t *j)
 {
-    json_t *j = cli_msgpack_to_json(err);
     json_t *code = json_object_get(j, "code"), *msg = json_object_get(j, "message");
     json_t *data = json_object_get(j, "data");
     int c = json_is_integer(code) ? (int)json_integer_value(code) : 0;
-    fprintf(stderr, "error %d %s: %s", c, rpc_error_name(c),
+    fprintf(f, "error %d %s: %s", c, rpc_error_name(c),
             json_is_string(msg) ? json_string_value(msg) : "(no message)");
     if (data) {
         char *d = json_dumps(data, JSON_ENCODE_ANY | JSON_COMPACT);
-        fprintf(stderr, " %s", d ? d : "");
+        fprintf(f, " %s", d ? d : "");
         free(d);
     }
+}
+
+static int print_error(const msgpack_object *err)
+{
+    json_t *j = cli_msgpack_to_json(err);
+    fprint_error_json(stderr, j);
     fputc('\n', stderr);
     json_decref(j);
     return EXIT_CALL;
 }
 
+/* Text output of one node's outcome {"result": …} or {"error": {…}} of a fan-out. */
+static void print_node_text(FILE *f, const char *name, const json_t *entry)
+{
+    json_t *err = json_object_get(entry, "error");
+    if (err) {
+        fprintf(f, "%s: ", name);
+        fprint_error_json(f, err);
+        fputc('\n', f);
+        return;
+    }
+    json_t *res = json_object_get(entry, "result");
+    if (json_is_object(res) || json_is_array(res)) {
+        fprintf(f, "== %s ==\n", name);
+        cli_print_text(f, res);
+    } else {
+        fprintf(f, "%s: ", name);
+        cli_print_text(f, res ? res : json_null());
+    }
+}
+
+/* Prints one notification: rpc.partial per node (text: that node's outcome; json: the map as
+ * one line), anything else as one JSON line. */
+static void print_notification(opts_t *o, const msgpack_object *a)
+{
+    json_t *j = cli_msgpack_to_json(a);
+    json_t *params = json_array_get(j, 2), *m = json_array_get(params, 0);
+    json_t *node = json_object_get(m, "node");
+    if (json_is_string(json_array_get(j, 1)) &&
+        !strcmp(json_string_value(json_array_get(j, 1)), "rpc.partial") && json_is_string(node)) {
+        if (o->out_json)
+            print_json(m, false);
+        else
+            print_node_text(stdout, json_string_value(node), m);
+        o->streamed = true;
+    } else {
+        print_json(j, false);
+    }
+    fflush(stdout);
+    json_decref(j);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Prints a fan-out answer {node: {"result"|"error"}} and the summary line on stderr. Returns 0
+ * when every node answered without error, else EXIT_PARTIAL. */
+static int print_fanout(const opts_t *o, const json_t *map)
+{
+    size_t n = json_object_size(map), ok = 0, k = 0;
+    const char **names = calloc(n ? n : 1, sizeof(*names));
+    const char *key;
+    json_t *v;
+    if (!names) {
+        fprintf(stderr, "p2p-rpc: out of memory\n");
+        return EXIT_CALL;
+    }
+    json_object_foreach((json_t *)map, key, v) names[k++] = key;
+    qsort(names, n, sizeof(*names), cmp_str);
+    if (o->out_json && o->stream)
+        print_json((json_t *)map, false); /* JSON lines after the streamed ones */
+    else if (o->out_json)
+        print_json((json_t *)map, true);
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_object_get(map, names[i]);
+        bool good =
+            json_is_object(e) && !json_object_get(e, "error") && json_object_get(e, "result");
+        ok += good;
+        if (!o->out_json && !o->stream) print_node_text(stdout, names[i], e);
+    }
+    fflush(stdout);
+    fprintf(stderr, "%zu node%s: %zu ok, %zu failed", n, n == 1 ? "" : "s", ok, n - ok);
+    size_t shown = 0;
+    for (size_t i = 0; i < n && ok < n; i++) {
+        json_t *e = json_object_get(map, names[i]);
+        json_t *err = json_object_get(e, "error");
+        if (json_is_object(e) && !err && json_object_get(e, "result")) continue;
+        if (shown == SUMMARY_NAMES) {
+            fprintf(stderr, ", ...");
+            break;
+        }
+        json_t *code = json_object_get(err, "code");
+        int c = json_is_integer(code) ? (int)json_integer_value(code) : 0;
+        fprintf(stderr, "%s%s: %s", shown ? ", " : " (", names[i],
+                err ? rpc_error_name(c) : "bad answer");
+        shown++;
+    }
+    fprintf(stderr, "%s\n", shown ? ")" : "");
+    free(names);
+    return ok == n ? 0 : EXIT_PARTIAL;
+}
+
+static const char *str_or(const json_t *j, const char *dflt)
+{
+    return json_is_string(j) ? json_string_value(j) : dflt;
+}
+
+/* Text table of a node.nodes answer: NAME UP LAST_SEEN ID ADDRESSES. Falls back to the generic
+ * text output when the answer is not a list of maps. */
+static void print_nodes(const json_t *j)
+{
+    json_t *list = json_is_array(j) ? (json_t *)j : json_object_get(j, "nodes");
+    size_t i;
+    json_t *v;
+    int wname = 4;
+    if (!json_is_array(list)) {
+        cli_print_text(stdout, j);
+        return;
+    }
+    json_array_foreach(list, i, v)
+    {
+        if (!json_is_object(v)) {
+            cli_print_text(stdout, j);
+            return;
+        }
+        int l = (int)strlen(str_or(json_object_get(v, "name"), "?"));
+        if (l > wname) wname = l;
+    }
+    printf("%-*s  %-4s  %-10s  %-16s  %s\n", wname, "NAME", "UP", "LAST_SEEN", "ID", "ADDRESSES");
+    json_array_foreach(list, i, v)
+    {
+        json_t *up = json_object_get(v, "up"), *seen = json_object_get(v, "last_seen");
+        char seen_s[32] = "-", id[17];
+        if (json_is_integer(seen))
+            snprintf(seen_s, sizeof(seen_s), "%" JSON_INTEGER_FORMAT, json_integer_value(seen));
+        else if (json_is_real(seen))
+            snprintf(seen_s, sizeof(seen_s), "%.1f", json_real_value(seen));
+        snprintf(id, sizeof(id), "%s", str_or(json_object_get(v, "id"), "-"));
+        char *addr = json_dumps(json_object_get(v, "addresses"), JSON_ENCODE_ANY | JSON_COMPACT);
+        printf("%-*s  %-4s  %-10s  %-16s  %s\n", wname, str_or(json_object_get(v, "name"), "?"),
+               json_is_true(up)    ? "up"
+               : json_is_false(up) ? "down"
+                                   : "?",
+               seen_s, id, addr ? addr : "-");
+        free(addr);
+    }
+}
+
 /* Waits for the response to msgid; prints notifications when streaming. Returns the frame (caller
  * frees) or NULL after printing why. */
-static rpc_frame_t *await(int fd, rpc_decoder_t *dec, uint32_t msgid, const opts_t *o,
-                          uint64_t deadline)
+static rpc_frame_t *await(int fd, rpc_decoder_t *dec, uint32_t msgid, opts_t *o, uint64_t deadline)
 {
     char buf[65536];
     for (;;) {
@@ -293,12 +463,8 @@ static rpc_frame_t *await(int fd, rpc_decoder_t *dec, uint32_t msgid, const opts
                 a->via.array.ptr[1].type == MSGPACK_OBJECT_NIL &&
                 a->via.array.ptr[2].type == MSGPACK_OBJECT_MAP)
                 return f; /* an error about the stream itself */
-            if (o->stream && a->type == MSGPACK_OBJECT_ARRAY && a->via.array.size == 3) {
-                json_t *j = cli_msgpack_to_json(a);
-                print_json(j, false);
-                fflush(stdout);
-                json_decref(j);
-            }
+            if (o->stream && a->type == MSGPACK_OBJECT_ARRAY && a->via.array.size == 3)
+                print_notification(o, a);
             rpc_frame_free(f);
             continue;
         }
@@ -325,17 +491,24 @@ static rpc_frame_t *await(int fd, rpc_decoder_t *dec, uint32_t msgid, const opts
     }
 }
 
-/* Prints the result of a successful call. */
-static void print_result(const opts_t *o, const msgpack_object *res)
+/* Prints the result of a successful call. Returns the exit code (3 for a fan-out where some node
+ * failed). */
+static int print_result(const opts_t *o, const msgpack_object *res)
 {
     json_t *j = cli_msgpack_to_json(res);
-    if (o->out_json)
+    int rc = 0;
+    if (o->fanout && json_is_object(j))
+        rc = print_fanout(o, j);
+    else if (o->out_json)
         print_json(j, true);
     else if (o->listing)
         cli_print_methods(stdout, j);
+    else if (o->node_table)
+        print_nodes(j);
     else
         cli_print_text(stdout, j);
     json_decref(j);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -359,6 +532,7 @@ int main(int argc, char **argv)
         goto out;
     }
     json_object_set_new(o.params, "_timeout", json_real(o.timeout_s));
+    if (o.stream) json_object_set_new(o.params, "_stream", json_true());
     int fd = connect_unix(path);
     if (fd < 0) {
         fprintf(stderr, "error %d UNAVAILABLE: cannot connect to %s: %s\n", RPC_ERR_UNAVAILABLE,
@@ -386,6 +560,7 @@ int main(int argc, char **argv)
                 strerror(errno));
         goto done;
     }
+    int result_rc = 0;
     for (uint32_t id = have_token ? 1 : 2; id <= 2; id++) {
         rpc_frame_t *f = await(fd, &dec, id, &o, deadline);
         if (!f) goto done;
@@ -395,10 +570,10 @@ int main(int argc, char **argv)
             rpc_frame_free(f);
             goto done;
         }
-        if (id == 2) print_result(&o, &a[3]);
+        if (id == 2) result_rc = print_result(&o, &a[3]);
         rpc_frame_free(f);
     }
-    rc = 0;
+    rc = result_rc;
 done:
     rpc_decoder_free(&dec);
     msgpack_sbuffer_destroy(&sb);

@@ -1,6 +1,7 @@
 /* daemon.c: the p2p-node lifecycle: start-up in order (data dir, lock, store, keys, DHT, saved
  * state, bootstrap, local RPC socket), periodic snapshots and re-bootstrap, graceful stop and
  * signals. */
+#include "node/cluster.h"
 #include "node/node.h"
 
 #include <arpa/inet.h>
@@ -226,6 +227,7 @@ static int start_rpc(node_t *node, char *err, size_t errlen)
     if (!(node->reg = rpc_registry_new())) goto fail;
     if ((rc = rpc_registry_set_node_name(node->reg, node->cfg.name)) < 0) goto fail;
     if ((rc = node_methods_register(node, node->reg)) < 0) goto fail;
+    if ((rc = node_cluster_register(node, node->reg)) < 0) goto fail;
     rpc_auth_config_t auth = {
         .secret = node->auth_secret, .secret_len = node->auth_secret_len, .audience = "p2p-admin"};
     if ((rc = rpc_local_start(node->loop, node->rpc_path, node->reg, &auth, &node->rpc)) < 0) {
@@ -296,6 +298,7 @@ int node_start(node_t *node, uv_loop_t *loop, node_log_t *log, char *err, size_t
     bootstrap(node);
     snprintf(node->rpc_path, sizeof(node->rpc_path), "%s/rpc.sock", node->cfg.data_dir);
     if ((rc = start_rpc(node, err, errlen)) < 0) goto fail;
+    if ((rc = node_cluster_start(node, err, errlen)) < 0) goto fail;
     uv_timer_start(&node->save_timer, save_timer_cb, NODE_SAVE_INTERVAL_MS, NODE_SAVE_INTERVAL_MS);
     uv_timer_start(&node->boot_timer, boot_timer_cb, NODE_BOOT_TICK_MS, NODE_BOOT_TICK_MS);
     log_ready(node);
@@ -309,6 +312,7 @@ static void part_done(void *arg)
 {
     node_t *node = arg;
     if (--node->pending_parts > 0) return;
+    node_cluster_free(node);
     node_store_close(node->store);
     node->store = NULL;
     node->db = NULL;
@@ -341,6 +345,7 @@ void node_stop(node_t *node, void (*done_cb)(void *arg), void *arg)
         rpc_local_stop(node->rpc, part_done, node);
         node->rpc = NULL;
     }
+    node_cluster_stop(node, timer_closed_cb, part_done, &node->pending_parts);
     save(node);
     if (node->dhtuv) {
         node->pending_parts++;

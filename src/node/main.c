@@ -19,16 +19,20 @@ extern char **environ;
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: p2p-node [flags]                 run the node in the foreground\n"
-            "       p2p-node keygen                  print a new network key (base64)\n"
-            "       p2p-node token --role ROLE [--sub NAME] [--ttl DURATION] [flags]\n"
-            "                                        mint a JWT (roles: viewer, operator, admin;\n"
-            "                                        DURATION: 30s, 15m, 1h, 7d or seconds)\n"
-            "       p2p-node version                 print the version\n"
-            "       p2p-node --help                  this text\n\n"
-            "flags (environment and config-file names in the second column;\n"
-            "precedence: flag > environment > config file > default):\n");
+    fprintf(
+        out,
+        "usage: p2p-node [flags]                 run the node in the foreground\n"
+        "       p2p-node keygen                  print a new network key (base64)\n"
+        "       p2p-node token --role ROLE [--sub NAME] [--ttl DURATION] [flags]\n"
+        "                      [--targets GLOB[,GLOB]] [--methods GLOB[,GLOB]]\n"
+        "                                        mint a JWT (roles: viewer, operator, admin;\n"
+        "                                        DURATION: 30s, 15m, 1h, 7d or seconds;\n"
+        "                                        --targets: node names it may call, e.g. web-*;\n"
+        "                                        --methods: DOMAIN.METHOD globs, e.g. node.*)\n"
+        "       p2p-node version                 print the version\n"
+        "       p2p-node --help                  this text\n\n"
+        "flags (environment and config-file names in the second column;\n"
+        "precedence: flag > environment > config file > default):\n");
     node_config_usage(out);
 }
 
@@ -57,17 +61,18 @@ static int cmd_keygen(int argc)
     return 0;
 }
 
-/* Takes --role, --sub and --ttl out of argv (in place); the rest are config flags. */
+/* Takes --role, --sub, --ttl, --targets and --methods out of argv (in place); the rest are config
+ * flags. */
 static int take_token_flags(int *argc, char **argv, const char **role, const char **sub,
-                            const char **ttl)
+                            const char **ttl, const char **targets, const char **methods)
 {
     int out = 0;
     for (int i = 0; i < *argc; i++) {
         const char **dst = NULL;
         const char *name = argv[i], *val = NULL;
-        static const char *const names[3] = {"--role", "--sub", "--ttl"};
-        const char **dsts[3] = {role, sub, ttl};
-        for (int k = 0; k < 3; k++) {
+        static const char *const names[5] = {"--role", "--sub", "--ttl", "--targets", "--methods"};
+        const char **dsts[5] = {role, sub, ttl, targets, methods};
+        for (int k = 0; k < 5; k++) {
             size_t n = strlen(names[k]);
             if (strncmp(name, names[k], n) == 0 && (name[n] == '\0' || name[n] == '=')) {
                 dst = dsts[k];
@@ -91,13 +96,42 @@ static int take_token_flags(int *argc, char **argv, const char **role, const cha
     return 0;
 }
 
+/* Splits a GLOB[,GLOB...] list of an ACL flag into pats (pointing into buf). Returns the count, or
+ * -1 after one line on stderr. */
+static int split_patterns(const char *flag, const char *list, char *buf, size_t cap,
+                          const char *pats[RPC_MAX_ACL_PATTERNS])
+{
+    int n = 0;
+    if (strlen(list) >= cap) goto bad;
+    strcpy(buf, list);
+    for (char *save = NULL, *p = strtok_r(buf, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+        if (n == RPC_MAX_ACL_PATTERNS) goto bad;
+        pats[n++] = p;
+    }
+    if (n > 0) return n;
+bad:
+    fprintf(stderr,
+            "p2p-node: invalid %s '%s': 1 to %d comma-separated patterns of up to %d characters "
+            "[A-Za-z0-9._*?-]\n",
+            flag, list, RPC_MAX_ACL_PATTERNS, RPC_MAX_ACL_PATTERN);
+    return -1;
+}
+
 static int cmd_token(int argc, char **argv)
 {
-    const char *role = NULL, *sub = "cli", *ttl = NULL;
+    const char *role = NULL, *sub = "cli", *ttl = NULL, *targets = NULL, *methods = NULL;
+    const char *tpats[RPC_MAX_ACL_PATTERNS], *mpats[RPC_MAX_ACL_PATTERNS];
+    char tbuf[RPC_MAX_ACL_PATTERNS * (RPC_MAX_ACL_PATTERN + 1)];
+    char mbuf[RPC_MAX_ACL_PATTERNS * (RPC_MAX_ACL_PATTERN + 1)];
+    int nt = 0, nm = 0;
     node_config_t cfg;
     char err[NODE_PATH_MAX + 256];
-    int rc = take_token_flags(&argc, argv, &role, &sub, &ttl);
+    int rc = take_token_flags(&argc, argv, &role, &sub, &ttl, &targets, &methods);
     if (rc) return rc;
+    if (targets && (nt = split_patterns("--targets", targets, tbuf, sizeof(tbuf), tpats)) < 0)
+        return 2;
+    if (methods && (nm = split_patterns("--methods", methods, mbuf, sizeof(mbuf), mpats)) < 0)
+        return 2;
     if (!role) {
         fprintf(stderr, "p2p-node: token needs --role viewer|operator|admin\n");
         return 2;
@@ -132,8 +166,18 @@ static int cmd_token(int argc, char **argv)
         rc = lr == -EINVAL ? 2 : 1;
         goto done;
     }
-    if (rpc_jwt_mint(node->auth_secret, node->auth_secret_len, role, sub, "p2p-admin", ttl_s,
-                     (uint64_t)time(NULL), &jwt) < 0) {
+    int mr =
+        rpc_jwt_mint_ex(node->auth_secret, node->auth_secret_len, role, sub, "p2p-admin", ttl_s,
+                        (uint64_t)time(NULL), tpats, (size_t)nt, mpats, (size_t)nm, &jwt);
+    if (mr == -EINVAL && (nt || nm)) {
+        fprintf(stderr,
+                "p2p-node: invalid --targets/--methods: patterns are up to %d characters of "
+                "[A-Za-z0-9._*?-]\n",
+                RPC_MAX_ACL_PATTERN);
+        rc = 2;
+        goto done;
+    }
+    if (mr < 0) {
         fprintf(stderr, "p2p-node: cannot mint the token\n");
         goto done;
     }

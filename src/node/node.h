@@ -13,6 +13,8 @@
 
 typedef struct rpc_registry rpc_registry_t;
 typedef struct rpc_local rpc_local_t;
+typedef struct rpc_peer rpc_peer_t;
+typedef struct members members_t;
 typedef struct node_log node_log_t;
 typedef struct node_store node_store_t;
 
@@ -66,6 +68,12 @@ typedef struct node {
     char rpc_path[NODE_PATH_MAX + 16]; /* DATA_DIR/rpc.sock */
     uint64_t ready_mono_ms;            /* when "ready" was logged, 0 before */
     bool joined;                       /* a lookup of our own id completed with contacts */
+    members_t *members;                /* the membership view (cluster.c) */
+    rpc_peer_t *peer;                  /* the peer channel (cluster.c) */
+    /* private to cluster.c */
+    uv_timer_t gossip_timer;
+    bool cl_timer_open;
+    uint64_t cl_rng, cl_next_publish;
     /* private to daemon.c */
     uv_timer_t save_timer, boot_timer;
     uv_getaddrinfo_t resolve_req[NODE_MAX_BOOTSTRAP];

@@ -1,12 +1,13 @@
 /* node_methods.c: the node's own RPC methods: system.local.node.info and .peers, and the DHT
- * methods system.local.dht.put, .get and .lookup. Parameters arrive validated by the dispatcher;
- * the DHT methods answer from the DHT operation's callback. (system.local.node.methods is built
- * into the registry.) */
+ * methods system.local.dht.put, .get and .lookup; node.audit comes from audit.c. Parameters arrive
+ * validated by the dispatcher; the DHT methods answer from the DHT operation's callback.
+ * (system.local.node.methods is built into the registry.) */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "base/base.h"
+#include "node/audit.h"
 #include "node/node.h"
 #include "rpc/rpc.h"
 
@@ -408,5 +409,5 @@ int node_methods_register(node_t *node, rpc_registry_t *reg)
         int r = rpc_registry_add(reg, &methods[i]);
         if (r < 0) return r;
     }
-    return 0;
+    return node_audit_start(node, reg); /* node.audit and the dispatcher's audit hook */
 }

@@ -1,4 +1,5 @@
-/* store.c: SQLite persistence of the routing table and DHT records (see store.h). */
+/* store.c: SQLite persistence of the routing table and DHT records (see store.h), and the schema
+ * migrations of every table in node.db (the audit table is written by audit.c). */
 #include "node/store.h"
 
 #include <errno.h>
@@ -27,6 +28,17 @@ static const char *const migrations[] = {
     "  value BLOB NOT NULL,"
     "  sig BLOB NOT NULL,"
     "  PRIMARY KEY (key, publisher));",
+    /* 1 -> 2: the audit log (audit.c); id grows with every row, time is wall ms */
+    "CREATE TABLE audit ("
+    "  id INTEGER PRIMARY KEY,"
+    "  time INTEGER NOT NULL,"
+    "  principal TEXT NOT NULL,"
+    "  origin TEXT NOT NULL,"
+    "  method TEXT NOT NULL,"
+    "  params_hash TEXT NOT NULL,"
+    "  code INTEGER NOT NULL,"
+    "  duration_ms INTEGER NOT NULL);"
+    "CREATE INDEX audit_time ON audit (time);",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

@@ -1,7 +1,8 @@
 /* auth.c: JWT minting and verification (RFC 8725 practice): HS256 only, with the algorithm pinned
  * by reading the header before libjwt verifies anything; exp required, nbf and aud checked with a
  * small leeway; role claim limited to viewer/operator/admin; a previous secret accepted during
- * rotation. Time comes in as a parameter. */
+ * rotation; optional Salt-style ACL claims `targets` and `methods` (glob lists) parsed and checked.
+ * Time comes in as a parameter. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -13,8 +14,46 @@
 
 #include "rpc/rpc-internal.h"
 
-int rpc_jwt_mint(const uint8_t *secret, size_t secret_len, const char *role, const char *sub,
-                 const char *aud, uint64_t ttl_s, uint64_t now_s, char **out)
+/* A pattern of an ACL claim: 1..RPC_MAX_ACL_PATTERN characters of [A-Za-z0-9._*?-]. */
+static bool pattern_ok(const char *p)
+{
+    size_t n = p ? strlen(p) : 0;
+    if (n == 0 || n > RPC_MAX_ACL_PATTERN) return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-' || c == '*' || c == '?'))
+            return false;
+    }
+    return true;
+}
+
+/* Adds the claim `name` as an array of patterns. Returns 0 or -EINVAL / -ENOMEM. */
+static int add_patterns(jwt_t *jwt, const char *name, const char *const *v, size_t n)
+{
+    if (n == 0) return 0;
+    if (!v || n > RPC_MAX_ACL_PATTERNS) return -EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!pattern_ok(v[i])) return -EINVAL;
+    json_t *o = json_object(), *a = json_array();
+    int r = -ENOMEM;
+    if (!o || !a) goto fail;
+    for (size_t i = 0; i < n; i++)
+        if (json_array_append_new(a, json_string(v[i])) != 0) goto fail;
+    if (json_object_set(o, name, a) != 0) goto fail;
+    char *js = json_dumps(o, JSON_COMPACT);
+    if (!js) goto fail;
+    r = jwt_add_grants_json(jwt, js) == 0 ? 0 : -ENOMEM;
+    free(js);
+fail:
+    json_decref(a);
+    json_decref(o);
+    return r;
+}
+
+int rpc_jwt_mint_ex(const uint8_t *secret, size_t secret_len, const char *role, const char *sub,
+                    const char *aud, uint64_t ttl_s, uint64_t now_s, const char *const *targets,
+                    size_t n_targets, const char *const *methods, size_t n_methods, char **out)
 {
     jwt_t *jwt = NULL;
     uint8_t rnd[16];
@@ -24,7 +63,8 @@ int rpc_jwt_mint(const uint8_t *secret, size_t secret_len, const char *role, con
     *out = NULL;
     if (!secret || secret_len == 0 || secret_len > INT32_MAX || rpc_role_parse(role) < 0 || !sub ||
         strlen(sub) > RPC_MAX_SUB || !aud || ttl_s == 0 || now_s > INT64_MAX / 2 ||
-        ttl_s > INT64_MAX / 2)
+        ttl_s > INT64_MAX / 2 || n_targets > RPC_MAX_ACL_PATTERNS ||
+        n_methods > RPC_MAX_ACL_PATTERNS)
         return -EINVAL;
     if (jwt_new(&jwt) != 0) return -ENOMEM;
     randombytes_buf(rnd, sizeof(rnd));
@@ -32,9 +72,13 @@ int rpc_jwt_mint(const uint8_t *secret, size_t secret_len, const char *role, con
     if (jwt_add_grant(jwt, "sub", sub) || jwt_add_grant(jwt, "role", role) ||
         jwt_add_grant(jwt, "aud", aud) || jwt_add_grant(jwt, "jti", jti) ||
         jwt_add_grant_int(jwt, "iat", (long)now_s) || jwt_add_grant_int(jwt, "nbf", (long)now_s) ||
-        jwt_add_grant_int(jwt, "exp", (long)(now_s + ttl_s)) ||
-        jwt_set_alg(jwt, JWT_ALG_HS256, secret, (int)secret_len))
+        jwt_add_grant_int(jwt, "exp", (long)(now_s + ttl_s)))
         goto fail;
+    if ((r = add_patterns(jwt, "targets", targets, n_targets)) < 0 ||
+        (r = add_patterns(jwt, "methods", methods, n_methods)) < 0)
+        goto fail;
+    r = -EINVAL;
+    if (jwt_set_alg(jwt, JWT_ALG_HS256, secret, (int)secret_len)) goto fail;
     char *s = jwt_encode_str(jwt);
     if (!s) {
         r = -ENOMEM;
@@ -46,6 +90,47 @@ int rpc_jwt_mint(const uint8_t *secret, size_t secret_len, const char *role, con
 fail:
     jwt_free(jwt);
     return r;
+}
+
+int rpc_jwt_mint(const uint8_t *secret, size_t secret_len, const char *role, const char *sub,
+                 const char *aud, uint64_t ttl_s, uint64_t now_s, char **out)
+{
+    return rpc_jwt_mint_ex(secret, secret_len, role, sub, aud, ttl_s, now_s, NULL, 0, NULL, 0, out);
+}
+
+bool rpc_glob_match(const char *p, const char *s)
+{
+    const char *star = NULL, *resume = NULL;
+    while (*s) { /* each step advances s or resume: at most O(len(p) * len(s)) */
+        if (*p == '?' || (*p && *p != '*' && *p == *s)) {
+            p++, s++;
+        } else if (*p == '*') {
+            star = p++;
+            resume = s;
+        } else if (star) {
+            p = star + 1;
+            s = ++resume;
+        } else {
+            return false;
+        }
+    }
+    while (*p == '*')
+        p++;
+    return *p == 0;
+}
+
+static bool any_match(const char (*pats)[RPC_MAX_ACL_PATTERN + 1], size_t n, const char *s)
+{
+    for (size_t i = 0; i < n; i++)
+        if (rpc_glob_match(pats[i], s)) return true;
+    return false;
+}
+
+bool rpc_principal_allows(const rpc_principal_t *p, const char *node, const char *method)
+{
+    if (p->n_targets && !any_match(p->targets, p->n_targets, node)) return false;
+    if (p->n_methods && !any_match(p->methods, p->n_methods, method)) return false;
+    return true;
 }
 
 /* Decodes one base64url segment (no padding) into a NUL-terminated malloc'd string. */
@@ -98,6 +183,25 @@ static bool aud_ok(json_t *aud, const char *want)
     return false;
 }
 
+/* Reads an optional ACL claim (absent: *n = 0). Returns 0, or -EINVAL when it is not an array of
+ * 1..RPC_MAX_ACL_PATTERNS valid patterns. */
+static int read_patterns(json_t *v, char (*out)[RPC_MAX_ACL_PATTERN + 1], uint8_t *n)
+{
+    *n = 0;
+    if (!v) return 0;
+    if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > RPC_MAX_ACL_PATTERNS)
+        return -EINVAL;
+    size_t i;
+    json_t *e;
+    json_array_foreach(v, i, e)
+    {
+        if (!json_is_string(e) || !pattern_ok(json_string_value(e))) return -EINVAL;
+        snprintf(out[i], RPC_MAX_ACL_PATTERN + 1, "%s", json_string_value(e));
+    }
+    *n = (uint8_t)json_array_size(v);
+    return 0;
+}
+
 /* Checks the claims of a verified token. Returns 0 or sets *why. */
 static int claims_ok(jwt_t *jwt, const rpc_auth_config_t *auth, uint64_t now_s,
                      rpc_principal_t *out, const char **why)
@@ -140,6 +244,14 @@ static int claims_ok(jwt_t *jwt, const rpc_auth_config_t *auth, uint64_t now_s,
         goto done;
     }
     memset(out, 0, sizeof(*out));
+    if (read_patterns(json_object_get(c, "targets"), out->targets, &out->n_targets) < 0) {
+        *why = "token targets claim must be 1..16 node-name patterns";
+        goto done;
+    }
+    if (read_patterns(json_object_get(c, "methods"), out->methods, &out->n_methods) < 0) {
+        *why = "token methods claim must be 1..16 DOMAIN.METHOD patterns";
+        goto done;
+    }
     snprintf(out->sub, sizeof(out->sub), "%s", sub ? json_string_value(sub) : "");
     out->role = (rpc_role_t)rl;
     out->exp = (uint64_t)json_integer_value(exp);

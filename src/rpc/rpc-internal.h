@@ -71,11 +71,25 @@ typedef struct rpc_principal {
     char token[RPC_MAX_TOKEN + 1]; /* the JWT itself, forwarded with calls to other nodes */
     rpc_role_t role;               /* RPC_ROLE_NONE = not authenticated */
     uint64_t exp;                  /* wall seconds */
+    /* Optional ACL claims (Salt-style): when n_targets / n_methods > 0, a call is allowed only on a
+     * node whose name matches one of targets and for a DOMAIN.METHOD matching one of methods. */
+    uint8_t n_targets, n_methods;
+    char targets[RPC_MAX_ACL_PATTERNS][RPC_MAX_ACL_PATTERN + 1];
+    char methods[RPC_MAX_ACL_PATTERNS][RPC_MAX_ACL_PATTERN + 1];
 } rpc_principal_t;
 
+/* True when the glob pattern (`*` any run, `?` one character) matches the whole of s. */
+bool rpc_glob_match(const char *pattern, const char *s);
+
+/* The ACL check of a token's optional claims: true when p carries no targets claim or node matches
+ * one, and no methods claim or method (DOMAIN.METHOD) matches one. */
+bool rpc_principal_allows(const rpc_principal_t *p, const char *node, const char *method);
+
 /* Verifies an HS256 JWT against auth (current then previous secret) at wall time now_s: alg pinned
- * to HS256 in the header, signature, exp required, nbf, aud, role. Returns 0 and *out, or -EACCES
- * with *why a static reason. */
+ * to HS256 in the header, signature, exp required, nbf, aud, role, and the optional `targets` and
+ * `methods` claims (arrays of 1..RPC_MAX_ACL_PATTERNS glob strings of 1..RPC_MAX_ACL_PATTERN
+ * characters [A-Za-z0-9._*?-]; anything else makes the token invalid). Returns 0 and *out, or
+ * -EACCES with *why a static reason. */
 int rpc_jwt_verify(const rpc_auth_config_t *auth, const char *token, size_t len, uint64_t now_s,
                    rpc_principal_t *out, const char **why);
 
@@ -90,6 +104,10 @@ typedef int (*rpc_write_fn)(void *ctx, const uint8_t *buf, size_t len);
 /* Creates a session. reg and auth must outlive it. NULL on no memory. */
 rpc_session_t *rpc_session_new(rpc_registry_t *reg, const rpc_auth_config_t *auth,
                                rpc_write_fn write, void *ctx);
+
+/* Marks the session as a peer-channel connection (node to node): `network` methods need no token
+ * on it. */
+void rpc_session_set_peer(rpc_session_t *s);
 
 /* Feeds received bytes: decodes frames, dispatches requests, writes replies (handlers may also
  * answer later, which writes from outside this call). now_ms is monotonic, wall_s the wall clock.

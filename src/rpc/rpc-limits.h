@@ -49,4 +49,11 @@
 #define RPC_JWT_LEEWAY_S 30 /* clock skew tolerated on exp and nbf */
 #endif
 
+#ifndef RPC_MAX_ACL_PATTERNS
+#define RPC_MAX_ACL_PATTERNS 16 /* patterns in a token's `targets` or `methods` claim */
+#endif
+#ifndef RPC_MAX_ACL_PATTERN
+#define RPC_MAX_ACL_PATTERN 64 /* length of one such pattern */
+#endif
+
 #endif

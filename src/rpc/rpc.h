@@ -96,6 +96,8 @@ typedef struct rpc_method {
     rpc_handler_fn handler;
     void *ctx;
     bool changes; /* modifies state: every call is recorded in the audit log */
+    bool network; /* node-to-node: over the peer channel the network key is the credential (no
+                     token needed); elsewhere it needs `role` like any method */
 } rpc_method_t;
 
 /* Calls whose NODE part is not this node (another name, @idprefix, a glob) go to the router, which
@@ -221,6 +223,13 @@ typedef struct rpc_auth_config {
  * -ENOMEM. */
 int rpc_jwt_mint(const uint8_t *secret, size_t secret_len, const char *role, const char *sub,
                  const char *aud, uint64_t ttl_s, uint64_t now_s, char **out);
+
+/* rpc_jwt_mint with the optional ACL claims: targets (node-name globs) and methods (DOMAIN.METHOD
+ * globs), n_* patterns each (0 = claim absent), at most RPC_MAX_ACL_PATTERNS of 1..
+ * RPC_MAX_ACL_PATTERN characters [A-Za-z0-9._*?-]. Returns 0 and *out, or -EINVAL / -ENOMEM. */
+int rpc_jwt_mint_ex(const uint8_t *secret, size_t secret_len, const char *role, const char *sub,
+                    const char *aud, uint64_t ttl_s, uint64_t now_s, const char *const *targets,
+                    size_t n_targets, const char *const *methods, size_t n_methods, char **out);
 
 /* --- streaming frame decoder (bounded; for servers and clients) ---------------------------- */
 

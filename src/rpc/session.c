@@ -46,7 +46,13 @@ struct rpc_session {
     rpc_call_t *pending;
     size_t n_pending;
     bool broken;
+    bool peer; /* a peer-channel connection */
 };
+
+void rpc_session_set_peer(rpc_session_t *s)
+{
+    s->peer = true;
+}
 
 rpc_session_t *rpc_session_new(rpc_registry_t *reg, const rpc_auth_config_t *auth,
                                rpc_write_fn write, void *ctx)
@@ -521,9 +527,10 @@ static void do_auth(rpc_session_t *s, const request_t *rq, const msgpack_object 
     msgpack_sbuffer_destroy(&sb);
 }
 
-/* Checks the caller may run m now; returns 0 or an error code with *msg. */
-static int check_access(rpc_principal_t *p, const rpc_method_t *m, uint64_t wall_s,
-                        const char **msg)
+/* Checks the caller may run m on this node (named node) now: token still valid, role, and the
+ * token's ACL claims. Returns 0 or an error code with *msg. */
+static int check_access(rpc_principal_t *p, const rpc_method_t *m, const char *node,
+                        uint64_t wall_s, const char **msg)
 {
     if (p->role != RPC_ROLE_NONE && p->exp + RPC_JWT_LEEWAY_S < wall_s) {
         memset(p, 0, sizeof(*p));
@@ -537,6 +544,10 @@ static int check_access(rpc_principal_t *p, const rpc_method_t *m, uint64_t wall
     }
     if (p->role < m->role) {
         *msg = "role does not allow this method";
+        return RPC_ERR_PERMISSION_DENIED;
+    }
+    if (!rpc_principal_allows(p, node, m->name)) {
+        *msg = "token does not allow this method on this node";
         return RPC_ERR_PERMISSION_DENIED;
     }
     return 0;
@@ -612,7 +623,15 @@ static void handle_frame(rpc_session_t *s, rpc_frame_t *f, uint64_t now_ms, uint
         }
         p = &own;
     }
-    code = check_access(p, res.method, wall_s, &msg);
+    /* node-to-node methods need no token over the peer channel: the handshake proved the key */
+    rpc_method_t open_m;
+    const rpc_method_t *checked = res.method;
+    if (res.method && res.method->network && s->peer && !rq.token) {
+        open_m = *res.method;
+        open_m.role = RPC_ROLE_NONE;
+        checked = &open_m;
+    }
+    code = check_access(p, checked, s->reg->node_name, wall_s, &msg);
     if (!code && !res.method && p->role == RPC_ROLE_NONE)
         code = RPC_ERR_UNAUTHENTICATED, msg = "call rpc.auth with a token first";
     if (code) {

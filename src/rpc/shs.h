@@ -10,20 +10,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RPC_SHS_KEY_LEN      32 /* network key, Ed25519 public key, box-stream key */
-#define RPC_SHS_SK_LEN       64 /* Ed25519 secret key (seed + public key) */
-#define RPC_SHS_NONCE_LEN    24 /* box-stream nonce */
-#define RPC_SHS_HELLO_LEN    64 /* messages 1 and 2: HMAC(K, eph_pk) || eph_pk */
-#define RPC_SHS_AUTH_LEN     112 /* message 3: box(sig_A || A) */
-#define RPC_SHS_ACCEPT_LEN   80 /* message 4: box(sig_B) */
+#define RPC_SHS_KEY_LEN    32  /* network key, Ed25519 public key, box-stream key */
+#define RPC_SHS_SK_LEN     64  /* Ed25519 secret key (seed + public key) */
+#define RPC_SHS_NONCE_LEN  24  /* box-stream nonce */
+#define RPC_SHS_HELLO_LEN  64  /* messages 1 and 2: HMAC(K, eph_pk) || eph_pk */
+#define RPC_SHS_AUTH_LEN   112 /* message 3: box(sig_A || A) */
+#define RPC_SHS_ACCEPT_LEN 80  /* message 4: box(sig_B) */
 
 /* Why a handshake failed (negative errnos; rpc_shs_strerror() names them). */
 enum rpc_shs_error {
     RPC_SHS_E_NETWORK = -EKEYREJECTED, /* hello MAC wrong: the peer uses another network key */
-    RPC_SHS_E_BOX = -EBADMSG,          /* auth/accept box does not open: wrong server key, tampered */
-    RPC_SHS_E_SIGNATURE = -EBADE,      /* a signature does not verify */
-    RPC_SHS_E_KEY = -EINVAL,           /* a key is not a usable curve point */
-    RPC_SHS_E_STATE = -EPROTO,         /* input after the end, or a call out of order */
+    RPC_SHS_E_BOX = -EBADMSG,     /* auth/accept box does not open: wrong server key, tampered */
+    RPC_SHS_E_SIGNATURE = -EBADE, /* a signature does not verify */
+    RPC_SHS_E_KEY = -EINVAL,      /* a key is not a usable curve point */
+    RPC_SHS_E_STATE = -EPROTO,    /* input after the end, or a call out of order */
 };
 
 /* The outcome of a completed handshake: the peer's long-term key and the box-stream keys and
@@ -45,8 +45,9 @@ typedef struct rpc_shs {
     uint8_t client_hello[96]; /* sig_A || A, signed again by the server's accept */
     uint8_t in[RPC_SHS_AUTH_LEN];
     size_t in_len;
-    uint8_t out[RPC_SHS_AUTH_LEN];
+    uint8_t out[RPC_SHS_HELLO_LEN + RPC_SHS_AUTH_LEN]; /* output not yet taken */
     size_t out_len;
+    rpc_shs_result_t res; /* filled on completion */
 } rpc_shs_t;
 
 /* Starts a handshake. The client passes the server's expected public key (server_pk) and gets its
@@ -116,7 +117,7 @@ size_t rpc_box_encode(rpc_box_enc_t *e, const uint8_t *in, size_t len, uint8_t *
 void rpc_box_goodbye(rpc_box_enc_t *e, uint8_t out[RPC_BOX_HEADER_LEN]);
 
 /* Feeds received bytes; stops after one whole body or the goodbye (*used = bytes taken). Returns
- * 1 with *body/*body_len (valid until the next call) for a body, 2 for the goodbye (the stream
+ * 1 with *body and *body_len (valid until the next call) for a body, 2 for the goodbye (the stream
  * ended cleanly; further input is an error), 0 when every byte was taken and more are needed,
  * -EBADMSG for a bad MAC, -EMSGSIZE for a header announcing a body past RPC_BOX_MAX_BODY, or
  * -EPROTO for input after the end or after an error. */

@@ -526,3 +526,310 @@ def node_drops(node):
         if d is not None:
             return d
     return None
+
+
+# --- mesh helpers (issue 3: membership view, routing, fan-out) ---------------------------------
+
+UNAVAILABLE = -32005
+TIMEOUT = -32004
+
+
+class MeshNetwork(Network):
+    """A Network whose nodes get extra environment variables (e.g. PEER_TIMEOUT)."""
+
+    def __init__(self, extra_env=None, **kw):
+        Network.__init__(self, **kw)
+        self.extra_env = dict(extra_env or {})
+
+    def env(self):
+        e = Network.env(self)
+        e.update(self.extra_env)
+        return e
+
+
+def member_list(res):
+    """node.nodes may answer a list of member maps or a map holding one."""
+    if isinstance(res, dict):
+        for k in ("nodes", "members"):
+            if isinstance(res.get(k), list):
+                return res[k]
+        raise AssertionError("node.nodes result has no list: %r" % (res,))
+    assert isinstance(res, list), "node.nodes result: %r" % (res,)
+    return res
+
+
+def members_by_name(node, timeout=15.0):
+    """{name: member map} of node's view (system.local.node.nodes)."""
+    return {m.get("name"): m for m in member_list(node.call("system.local.node.nodes", {}, timeout=timeout))}
+
+
+def lists_up(node, names):
+    """True when node's view lists every name in names with up true."""
+    view = members_by_name(node)
+    return all(n in view and view[n].get("up") is True for n in names)
+
+
+def start_mesh(net, root, names, boot_extra=0, ready_timeout=30.0):
+    """Starts names[0] as bootstrap, then the others joining through it (and through the next
+    boot_extra nodes too); returns the Node list once every one answers rpc.ping."""
+    nodes = [Node(net, names[0], root).start().wait_ready(ready_timeout)]
+    for name in names[1:]:
+        boot = ",".join(n.dht_addr for n in nodes[:1 + boot_extra])
+        nodes.append(Node(net, name, root, bootstrap=boot).start())
+    for n in nodes[1:]:
+        n.wait_ready(ready_timeout)
+    return nodes
+
+
+def run_cli(node, args, token=None, timeout=30.0, env_extra=None):
+    """Runs p2p-rpc against node's socket; returns (exit code, stdout, stderr)."""
+    e = node.net.env()
+    e.pop("P2P_TOKEN", None)
+    e.update(env_extra or {})
+    a = [rpc_bin(), "--socket", node.sock_path]
+    if token:
+        a += ["--token", token]
+    r = subprocess.run(a + list(args), env=e, capture_output=True, timeout=timeout)
+    return r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
+
+
+# --- peer channel client (SHS v1 + box-stream), written here from the published protocol ---------
+# Used by the tests to reach a node's TCP peer port directly: a good handshake, then msgpack-RPC in
+# box-stream bodies; or deliberately broken handshakes and frames. libsodium through ctypes.
+
+import ctypes  # noqa: E402
+import ctypes.util  # noqa: E402
+
+_SODIUM = []
+
+
+def sodium():
+    if not _SODIUM:
+        lib = ctypes.CDLL(ctypes.util.find_library("sodium") or "libsodium.so.23")
+        assert lib.sodium_init() >= 0
+        _SODIUM.append(lib)
+    return _SODIUM[0]
+
+
+def _ull(n):
+    return ctypes.c_ulonglong(n)
+
+
+def ed25519_keypair(seed=None):
+    pk, sk = ctypes.create_string_buffer(32), ctypes.create_string_buffer(64)
+    assert sodium().crypto_sign_seed_keypair(pk, sk, seed or os.urandom(32)) == 0
+    return pk.raw, sk.raw
+
+
+def ed25519_sign(msg, sk):
+    sig = ctypes.create_string_buffer(64)
+    assert sodium().crypto_sign_detached(sig, None, msg, _ull(len(msg)), sk) == 0
+    return sig.raw
+
+
+def ed25519_verify(sig, msg, pk):
+    return sodium().crypto_sign_verify_detached(sig, msg, _ull(len(msg)), pk) == 0
+
+
+def ed_pk_to_curve(pk):
+    out = ctypes.create_string_buffer(32)
+    if sodium().crypto_sign_ed25519_pk_to_curve25519(out, pk) != 0:
+        raise ValueError("not an Ed25519 public key")
+    return out.raw
+
+
+def ed_sk_to_curve(sk):
+    out = ctypes.create_string_buffer(32)
+    assert sodium().crypto_sign_ed25519_sk_to_curve25519(out, sk) == 0
+    return out.raw
+
+
+def x25519(scalar, point):
+    out = ctypes.create_string_buffer(32)
+    if sodium().crypto_scalarmult(out, scalar, point) != 0:
+        raise ValueError("bad curve point")
+    return out.raw
+
+
+def x25519_base(scalar):
+    out = ctypes.create_string_buffer(32)
+    assert sodium().crypto_scalarmult_base(out, scalar) == 0
+    return out.raw
+
+
+def hmac512_256(msg, key):
+    """crypto_auth: HMAC-SHA-512 truncated to 32 bytes."""
+    out = ctypes.create_string_buffer(32)
+    assert sodium().crypto_auth(out, msg, _ull(len(msg)), key) == 0
+    return out.raw
+
+
+def secretbox(msg, nonce, key):
+    out = ctypes.create_string_buffer(len(msg) + 16)
+    assert sodium().crypto_secretbox_easy(out, msg, _ull(len(msg)), nonce, key) == 0
+    return out.raw
+
+
+def secretbox_open(box, nonce, key):
+    if len(box) < 16:
+        return None
+    out = ctypes.create_string_buffer(max(1, len(box) - 16))
+    if sodium().crypto_secretbox_open_easy(out, box, _ull(len(box)), nonce, key) != 0:
+        return None
+    return out.raw[:len(box) - 16]
+
+
+def nonce_add(nonce, k=1):
+    return ((int.from_bytes(nonce, "big") + k) % (1 << 192)).to_bytes(24, "big")
+
+
+def sha256(b):
+    return hashlib.sha256(b).digest()
+
+
+class HandshakeError(Exception):
+    pass
+
+
+class PeerClient:
+    """A TCP client of a node's peer channel: SHS v1 client side, then box-stream framing
+    (bodies of at most 4096 bytes) carrying msgpack-RPC."""
+
+    BOX_MAX = 4096
+
+    def __init__(self, port, net_key, server_pk, host="127.0.0.1", timeout=5.0, identity=None):
+        self.net_key = net_key
+        self.server_pk = server_pk
+        self.pk, self.sk = identity or ed25519_keypair()
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.settimeout(timeout)
+        self.rbuf = b""
+        self.unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
+        self.msgid = 0
+        self.enc_key = self.dec_key = self.enc_nonce = self.dec_nonce = None
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def recv_exact(self, n):
+        while len(self.rbuf) < n:
+            d = self.sock.recv(65536)
+            if not d:
+                raise EOFError("peer closed after %d of %d bytes" % (len(self.rbuf), n))
+            self.rbuf += d
+        out, self.rbuf = self.rbuf[:n], self.rbuf[n:]
+        return out
+
+    def hello(self):
+        """Message 1: HMAC(net_key, eph_pk) || eph_pk (the ephemeral key is made here)."""
+        self.eph_sk = os.urandom(32)
+        self.eph_pk = x25519_base(self.eph_sk)
+        self.my_mac = hmac512_256(self.eph_pk, self.net_key)
+        return self.my_mac + self.eph_pk
+
+    def handshake(self):
+        K, B = self.net_key, self.server_pk
+        self.send_raw(self.hello())
+        m2 = self.recv_exact(64)
+        bmac, b_eph = m2[:32], m2[32:]
+        if hmac512_256(b_eph, K) != bmac:
+            raise HandshakeError("server hello MAC does not verify under our network key")
+        ab = x25519(self.eph_sk, b_eph)
+        aB = x25519(self.eph_sk, ed_pk_to_curve(B))
+        shash = sha256(ab)
+        hello = ed25519_sign(K + B + shash, self.sk) + self.pk
+        self.send_raw(secretbox(hello, b"\0" * 24, sha256(K + ab + aB)))
+        m4 = self.recv_exact(80)
+        Ab = x25519(ed_sk_to_curve(self.sk), b_eph)
+        secret3 = sha256(K + ab + aB + Ab)
+        sig_b = secretbox_open(m4, b"\0" * 24, secret3)
+        if sig_b is None or not ed25519_verify(sig_b, K + hello + shash, B):
+            raise HandshakeError("server accept does not verify")
+        secret = sha256(secret3)
+        self.enc_key, self.dec_key = sha256(secret + B), sha256(secret + self.pk)
+        self.enc_nonce, self.dec_nonce = bmac[:24], self.my_mac[:24]
+        return self
+
+    def box(self, body, tamper=None):
+        """Box-stream frames for body (split at 4096 bytes). tamper: 'header' or 'body' flips a bit
+        of the first frame's header or body ciphertext; 'length' lies about the body length."""
+        out = b""
+        for i in range(0, max(1, len(body)), self.BOX_MAX):
+            chunk = body[i:i + self.BOX_MAX]
+            bb = secretbox(chunk, nonce_add(self.enc_nonce, 1), self.enc_key)
+            n = len(chunk) + (1 if tamper == "length" else 0)
+            head = secretbox(n.to_bytes(2, "big") + bb[:16], self.enc_nonce, self.enc_key)
+            ct = bb[16:]
+            if tamper == "header" and i == 0:
+                head = bytes([head[0] ^ 1]) + head[1:]
+            if tamper == "body" and i == 0:
+                ct = bytes([ct[0] ^ 1]) + ct[1:]
+            out += head + ct
+            self.enc_nonce = nonce_add(self.enc_nonce, 2)
+        return out
+
+    def box_header(self, length, mac=b"\0" * 16):
+        """One header announcing length bytes (any value up to 65535), correctly boxed."""
+        head = secretbox(length.to_bytes(2, "big") + mac, self.enc_nonce, self.enc_key)
+        self.enc_nonce = nonce_add(self.enc_nonce, 2)
+        return head
+
+    def goodbye(self):
+        return secretbox(b"\0" * 18, self.enc_nonce, self.enc_key)
+
+    def read_body(self):
+        """The next box-stream body; None on the goodbye; EOFError when the node closed."""
+        head = secretbox_open(self.recv_exact(34), self.dec_nonce, self.dec_key)
+        if head is None:
+            raise HandshakeError("bad header MAC from the node")
+        if head == b"\0" * 18:
+            return None
+        n = int.from_bytes(head[:2], "big")
+        body = secretbox_open(head[2:] + self.recv_exact(n), nonce_add(self.dec_nonce, 1), self.dec_key)
+        if body is None:
+            raise HandshakeError("bad body MAC from the node")
+        self.dec_nonce = nonce_add(self.dec_nonce, 2)
+        return body
+
+    def read_msg(self):
+        for _ in range(100000):
+            for m in self.unpacker:
+                return m
+            b = self.read_body()
+            if b is None:
+                raise EOFError("goodbye")
+            self.unpacker.feed(b)
+        raise RuntimeError("unreachable")
+
+    def send_msg(self, obj):
+        self.send_raw(self.box(msgpack.packb(obj, use_bin_type=True)))
+
+    def request(self, method, params=None):
+        self.msgid += 1
+        mid = self.msgid
+        self.send_msg([0, mid, method, [] if params is None else [params]])
+        for _ in range(1000):
+            m = self.read_msg()
+            if isinstance(m, list) and len(m) == 4 and m[0] == 1 and m[1] == mid:
+                return m[2], m[3]
+        raise RuntimeError("no response to msgid %d" % mid)
+
+    def call(self, method, params=None):
+        err, res = self.request(method, params)
+        if err is not None:
+            raise RpcError(err)
+        return res
+
+
+def peer_client(node, net_key_b64=None, timeout=5.0):
+    """A PeerClient to node's peer port (handshake not yet done)."""
+    info = node.info()
+    pk = bytes.fromhex(info["public_key"])
+    key = base64.b64decode(net_key_b64 or node.net.network_key)
+    return PeerClient(node.dht_port, key, pk, timeout=timeout)

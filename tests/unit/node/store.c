@@ -83,7 +83,7 @@ static void round_trip(void **state)
     assert_non_null(testdir_make(root));
     snprintf(path, sizeof(path), "%s/node.db", root);
     assert_int_equal(node_store_open(path, &s), 0);
-    assert_int_equal(node_store_version(s), 1);
+    assert_int_equal(node_store_version(s), 2);
     fill(s, 4, NREC);
     node_store_close(s);
 

@@ -1,5 +1,5 @@
 /* Tests of src/rpc/auth.c: JWT minting and verification (alg pinning, exp, nbf, aud, roles,
- * rotation). */
+ * rotation), the ACL claims targets/methods and their glob matching. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -180,6 +180,139 @@ static void test_garbage(void **state)
     assert_int_equal(rpc_jwt_verify(&unset, "a.b.c", 5, NOW, &p, &why), -EACCES);
 }
 
+/* A valid HS256 token carrying extra claims given as a JSON object text. */
+static char *craft_claims(const char *json)
+{
+    jwt_t *j = NULL;
+    assert_int_equal(jwt_new(&j), 0);
+    jwt_add_grant(j, "sub", "tester");
+    jwt_add_grant(j, "role", "operator");
+    jwt_add_grant(j, "aud", "p2p-admin");
+    jwt_add_grant_int(j, "exp", (long)NOW + 600);
+    assert_int_equal(jwt_add_grants_json(j, json), 0);
+    assert_int_equal(jwt_set_alg(j, JWT_ALG_HS256, secret, (int)sizeof(secret)), 0);
+    char *s = jwt_encode_str(j);
+    assert_non_null(s);
+    jwt_free(j);
+    return s;
+}
+
+static void test_glob(void **state)
+{
+    assert_true(rpc_glob_match("*", ""));
+    assert_true(rpc_glob_match("*", "web-01"));
+    assert_true(rpc_glob_match("web-*", "web-01"));
+    assert_true(rpc_glob_match("web-*", "web-"));
+    assert_false(rpc_glob_match("web-*", "db-01"));
+    assert_true(rpc_glob_match("n0?", "n07"));
+    assert_false(rpc_glob_match("n0?", "n10"));
+    assert_false(rpc_glob_match("n0?", "n0"));
+    assert_false(rpc_glob_match("n0?", "n012"));
+    assert_true(rpc_glob_match("process.*", "process.list"));
+    assert_false(rpc_glob_match("process.*", "processes.list"));
+    assert_true(rpc_glob_match("*.info", "node.info"));
+    assert_true(rpc_glob_match("*o*e*", "node.peers"));
+    assert_true(rpc_glob_match("node.info", "node.info"));
+    assert_false(rpc_glob_match("node.info", "node.infos"));
+    assert_false(rpc_glob_match("", "x"));
+    assert_true(rpc_glob_match("a*b*c*d", "axxbxxcxxd"));
+    assert_false(rpc_glob_match("a*b*c*d", "axxbxxcxx"));
+}
+
+static void test_acl_claims(void **state)
+{
+    const char *targets[] = {"web-*", "n0?"};
+    const char *methods[] = {"node.*", "dht.get"};
+    char *tok = NULL;
+    rpc_principal_t p;
+    assert_int_equal(rpc_jwt_mint_ex(secret, sizeof(secret), "operator", "ops", "p2p-admin", 600,
+                                     NOW, targets, 2, methods, 2, &tok),
+                     0);
+    assert_int_equal(verify(&auth, tok, NOW, &p), 0);
+    assert_int_equal(p.n_targets, 2);
+    assert_int_equal(p.n_methods, 2);
+    assert_string_equal(p.targets[0], "web-*");
+    assert_string_equal(p.methods[1], "dht.get");
+    assert_true(rpc_principal_allows(&p, "web-01", "node.info"));
+    assert_true(rpc_principal_allows(&p, "n07", "dht.get"));
+    assert_false(rpc_principal_allows(&p, "db-01", "node.info")); /* target */
+    assert_false(rpc_principal_allows(&p, "web-01", "dht.put"));  /* method */
+    free(tok);
+    /* only one of the claims: the other is unrestricted */
+    assert_int_equal(rpc_jwt_mint_ex(secret, sizeof(secret), "viewer", "v", "p2p-admin", 600, NOW,
+                                     NULL, 0, methods, 1, &tok),
+                     0);
+    assert_int_equal(verify(&auth, tok, NOW, &p), 0);
+    assert_int_equal(p.n_targets, 0);
+    assert_true(rpc_principal_allows(&p, "anything", "node.peers"));
+    assert_false(rpc_principal_allows(&p, "anything", "dht.get"));
+    free(tok);
+    /* a token without claims allows everything (the role still applies) */
+    assert_int_equal(
+        rpc_jwt_mint(secret, sizeof(secret), "viewer", "v", "p2p-admin", 600, NOW, &tok), 0);
+    assert_int_equal(verify(&auth, tok, NOW, &p), 0);
+    assert_true(rpc_principal_allows(&p, "x", "y.z"));
+    free(tok);
+}
+
+static void test_acl_mint_rejects(void **state)
+{
+    char *tok = NULL;
+    char long_pat[RPC_MAX_ACL_PATTERN + 2];
+    memset(long_pat, 'a', sizeof(long_pat) - 1);
+    long_pat[sizeof(long_pat) - 1] = 0;
+    const char *bad[] = {"a b", "", long_pat, "x\"y", NULL};
+    for (size_t i = 0; i < P2P_ARRAY_LEN(bad); i++) {
+        assert_int_equal(rpc_jwt_mint_ex(secret, sizeof(secret), "viewer", "v", "p2p-admin", 60,
+                                         NOW, &bad[i], 1, NULL, 0, &tok),
+                         -EINVAL);
+        assert_null(tok);
+    }
+    const char *many[RPC_MAX_ACL_PATTERNS + 1];
+    for (size_t i = 0; i < P2P_ARRAY_LEN(many); i++)
+        many[i] = "n*";
+    assert_int_equal(rpc_jwt_mint_ex(secret, sizeof(secret), "viewer", "v", "p2p-admin", 60, NOW,
+                                     NULL, 0, many, P2P_ARRAY_LEN(many), &tok),
+                     -EINVAL);
+    assert_int_equal(rpc_jwt_mint_ex(secret, sizeof(secret), "viewer", "v", "p2p-admin", 60, NOW,
+                                     NULL, 0, many, RPC_MAX_ACL_PATTERNS, &tok),
+                     0);
+    free(tok);
+}
+
+static void test_acl_malformed_claims(void **state)
+{
+    rpc_principal_t p;
+    const char *bad[] = {
+        "{\"targets\": \"web-*\"}",
+        "{\"targets\": []}",
+        "{\"targets\": [1]}",
+        "{\"targets\": [\"ok\", null]}",
+        "{\"methods\": [\"node info\"]}",
+        "{\"methods\": {\"a\": 1}}",
+        "{\"methods\": [\"\"]}",
+        "{\"methods\": [\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"]}",
+        "{\"targets\": [\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\","
+        "\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\"]}",
+    };
+    for (size_t i = 0; i < P2P_ARRAY_LEN(bad); i++) {
+        char *tok = craft_claims(bad[i]);
+        const char *why = NULL;
+        assert_int_equal(rpc_jwt_verify(&auth, tok, strlen(tok), NOW, &p, &why), -EACCES);
+        assert_non_null(strstr(why, "claim"));
+        free(tok);
+    }
+    /* the same shapes done right are accepted: 64 characters, 16 patterns */
+    char *tok = craft_claims(
+        "{\"methods\": [\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"],"
+        "\"targets\": [\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\","
+        "\"a\",\"a\",\"a\",\"a\",\"a\",\"?\"]}");
+    assert_int_equal(verify(&auth, tok, NOW, &p), 0);
+    assert_int_equal(p.n_targets, 16);
+    assert_int_equal(strlen(p.methods[0]), 64);
+    free(tok);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -191,6 +324,10 @@ int main(void)
         cmocka_unit_test(test_roles),
         cmocka_unit_test(test_alg_pinned),
         cmocka_unit_test(test_garbage),
+        cmocka_unit_test(test_glob),
+        cmocka_unit_test(test_acl_claims),
+        cmocka_unit_test(test_acl_mint_rejects),
+        cmocka_unit_test(test_acl_malformed_claims),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,10 +1,12 @@
 /* Tests of src/rpc/session.c: envelope checks, authentication and roles, parameter errors,
- * asynchronous answers, deadlines, late answers after a timeout or a disconnect, limits. */
+ * asynchronous answers, deadlines, late answers after a timeout or a disconnect, limits, tokens
+ * narrowed by the ACL claims (targets, methods). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -411,6 +413,79 @@ static void test_split_input(void **state)
     msgpack_sbuffer_destroy(&sb);
 }
 
+/* What the audit hook saw last. */
+typedef struct seen {
+    int n;
+    int code;
+    char principal[64];
+    char method[64];
+} seen_t;
+
+static void audit_cb(void *ctx, const rpc_audit_entry_t *e)
+{
+    seen_t *x = ctx;
+    x->n++;
+    x->code = e->code;
+    snprintf(x->principal, sizeof(x->principal), "%s", e->principal);
+    snprintf(x->method, sizeof(x->method), "%s", e->method);
+}
+
+static void auth_acl(fx_t *f, const char *const *targets, size_t nt, const char *const *methods,
+                     size_t nm)
+{
+    char *tok = NULL;
+    assert_int_equal(rpc_jwt_mint_ex(secret, sizeof(secret), "admin", "narrow", "p2p-admin", 600,
+                                     WALL, targets, nt, methods, nm, &tok),
+                     0);
+    const char *kv[] = {"token", tok};
+    assert_int_equal(call(f, 98, "rpc.auth", 1, kv, 0), 0);
+    assert_int_equal(response(f, 98, NULL), 0);
+    free(tok);
+}
+
+/* Tokens narrowed to node and method patterns: allowed and denied calls, refusals audited. */
+static void test_acl_tokens(void **state)
+{
+    fx_t *f = *state;
+    seen_t seen = {0};
+    rpc_registry_set_audit(f->reg, audit_cb, &seen);
+    assert_int_equal(rpc_registry_set_node_name(f->reg, "web-01"), 0);
+    const char *kv[] = {"s", "x"};
+    const char *web[] = {"db-*", "web-*"}, *db[] = {"db-*"};
+    const char *echo[] = {"test.echo"}, *any_test[] = {"test.*"}, *other[] = {"node.*"};
+
+    auth_acl(f, web, 2, echo, 1);
+    assert_int_equal(call(f, 1, "system.local.test.echo", 1, kv, 0), 0);
+    assert_int_equal(response(f, 1, NULL), 0);
+    assert_int_equal(call(f, 2, "system.web-01.test.echo", 1, kv, 0), 0);
+    assert_int_equal(response(f, 2, NULL), 0);
+    assert_int_equal(seen.n, 0);
+    /* method outside the pattern: denied and recorded, although the role is admin */
+    assert_int_equal(call(f, 3, "system.local.test.admin", 1, kv, 0), 0);
+    assert_int_equal(response(f, 3, NULL), RPC_ERR_PERMISSION_DENIED);
+    assert_int_equal(seen.n, 1);
+    assert_int_equal(seen.code, RPC_ERR_PERMISSION_DENIED);
+    assert_string_equal(seen.principal, "narrow");
+    assert_string_equal(seen.method, "system.local.test.admin");
+    /* rpc.ping and the introspection need no role: not narrowed */
+    assert_int_equal(call(f, 4, "rpc.ping", -1, NULL, 0), 0);
+    assert_int_equal(response(f, 4, NULL), 0);
+
+    auth_acl(f, db, 1, any_test, 1); /* this node (web-01) is not a target */
+    assert_int_equal(call(f, 5, "system.local.test.echo", 1, kv, 0), 0);
+    assert_int_equal(response(f, 5, NULL), RPC_ERR_PERMISSION_DENIED);
+    assert_int_equal(seen.n, 2);
+
+    auth_acl(f, NULL, 0, any_test, 1); /* methods only */
+    assert_int_equal(call(f, 6, "system.local.test.admin", 1, kv, 0), 0);
+    assert_int_equal(response(f, 6, NULL), 0);
+
+    auth_acl(f, NULL, 0, other, 1);
+    assert_int_equal(call(f, 7, "system.local.test.echo", 1, kv, 0), 0);
+    assert_int_equal(response(f, 7, NULL), RPC_ERR_PERMISSION_DENIED);
+    assert_int_equal(seen.n, 3);
+}
+
 int main(void)
 {
 #define T(x) cmocka_unit_test_setup_teardown(x, setup, teardown)
@@ -425,6 +500,7 @@ int main(void)
         T(test_bad_frames),
         T(test_huge_and_deep),
         T(test_split_input),
+        T(test_acl_tokens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

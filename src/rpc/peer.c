@@ -1,0 +1,862 @@
+/* peer.c: the libuv transport of the peer channel. It owns the TCP listeners, the connections
+ * (handshake, box-stream, output queue with backpressure, one timer each for the handshake, call
+ * deadlines and idleness), the sessions serving incoming calls and the table of outgoing calls.
+ * The protocol cores are shs.c, boxstream.c and session.c; this file only moves their bytes. */
+#include "rpc/peer.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "rpc/rpc-internal.h"
+#include "rpc/shs.h"
+
+#ifndef RPC_PEER_READ_CHUNK
+#define RPC_PEER_READ_CHUNK 65536 /* bytes read from a socket at once */
+#endif
+
+typedef struct pconn pconn_t;
+typedef struct pcall pcall_t;
+
+enum { ST_DIAL, ST_SHAKE, ST_OPEN };
+
+struct rpc_peer {
+    uv_loop_t *loop;
+    uv_tcp_t listeners[2];
+    int n_listeners;
+    int port;
+    uint8_t pk[32], sk[64], net_key[32];
+    rpc_registry_t *reg;
+    rpc_auth_config_t auth; /* points into the copies below */
+    uint8_t *secret, *prev_secret;
+    char *audience;
+    pconn_t *conns;
+    size_t n_conns;
+    size_t closing; /* handles whose close_cb has not run yet (connections count once) */
+    bool stopping;
+    void (*done_cb)(void *arg);
+    void *done_arg;
+    rpc_peer_stats_t st;
+    char rbuf[RPC_PEER_READ_CHUNK];
+};
+
+struct pcall {
+    pcall_t *prev, *next;
+    uint32_t msgid;
+    uint64_t deadline;
+    rpc_peer_reply_cb cb;
+    rpc_peer_notify_cb on_notify;
+    void *arg;
+};
+
+struct pconn {
+    rpc_peer_t *p;
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_connect_t creq;
+    pconn_t *prev, *next;
+    bool outbound;
+    int state;
+    int open; /* handles not yet closed */
+    bool closed, reading, kill, draining;
+    int kill_status; /* what pending calls get when kill closes the connection */
+    uint8_t peer_pk[32];
+    uint64_t hs_deadline, last_active;
+    rpc_shs_t *shs;
+    rpc_box_enc_t enc;
+    rpc_box_dec_t *dec;
+    size_t queued;       /* encrypted bytes handed to libuv, not yet written */
+    p2p_buf_t early;     /* outbound: plaintext requests waiting for the handshake */
+    rpc_session_t *sess; /* inbound */
+    rpc_decoder_t rdec;  /* outbound: response frames */
+    pcall_t *calls;
+    size_t n_calls;
+    uint32_t next_msgid;
+};
+
+typedef struct wreq {
+    uv_write_t req;
+    pconn_t *c;
+    size_t len;
+    uint8_t data[];
+} wreq_t;
+
+static uint64_t now_ms(void)
+{
+    return p2p_mono_ms();
+}
+
+static void maybe_done(rpc_peer_t *p)
+{
+    if (!p->stopping || p->closing > 0) return;
+    void (*cb)(void *) = p->done_cb;
+    void *arg = p->done_arg;
+    sodium_memzero(p->sk, sizeof(p->sk));
+    free(p->secret);
+    free(p->prev_secret);
+    free(p->audience);
+    free(p);
+    if (cb) cb(arg);
+}
+
+static void conn_close_cb(uv_handle_t *h)
+{
+    pconn_t *c = h->data;
+    if (--c->open > 0) return;
+    rpc_peer_t *p = c->p;
+    rpc_decoder_free(&c->rdec);
+    free(c->dec);
+    free(c);
+    p->closing--;
+    maybe_done(p);
+}
+
+/* Takes every pending call off c and answers it with status. Callbacks may re-enter. */
+static void fail_calls(pconn_t *c, int status)
+{
+    while (c->calls) {
+        pcall_t *k = c->calls;
+        c->calls = k->next;
+        if (c->calls) c->calls->prev = NULL;
+        c->n_calls--;
+        if (status == -ETIMEDOUT)
+            c->p->st.calls_timeout++;
+        else
+            c->p->st.calls_failed++;
+        rpc_peer_reply_cb cb = k->cb;
+        void *arg = k->arg;
+        free(k);
+        cb(arg, status, NULL, NULL);
+    }
+}
+
+/* Closes a connection now; its pending calls get status. Must not run inside the session's own
+ * call chain (use kill for that). */
+static void conn_close(pconn_t *c, int status)
+{
+    rpc_peer_t *p = c->p;
+    if (c->closed) return;
+    c->closed = true;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        p->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    p->n_conns--;
+    if (c->outbound)
+        p->st.conns_out_open--;
+    else
+        p->st.conns_in_open--;
+    p->closing++;
+    rpc_session_free(c->sess);
+    c->sess = NULL;
+    if (c->shs) {
+        rpc_shs_wipe(c->shs);
+        free(c->shs);
+        c->shs = NULL;
+    }
+    p2p_buf_free(&c->early);
+    sodium_memzero(&c->enc, sizeof(c->enc));
+    uv_close((uv_handle_t *)&c->tcp, conn_close_cb);
+    uv_close((uv_handle_t *)&c->timer, conn_close_cb);
+    fail_calls(c, status);
+}
+
+static void timer_cb(uv_timer_t *t);
+
+/* Marks c for closing at the next safe point (from the timer). */
+static void conn_kill(pconn_t *c, int status)
+{
+    if (c->closed || c->kill) return;
+    c->kill = true;
+    c->kill_status = status;
+    uv_timer_start(&c->timer, timer_cb, 0, 0);
+}
+
+static bool idle(const pconn_t *c)
+{
+    if (c->state != ST_OPEN || c->queued > 0) return false;
+    return c->outbound ? c->n_calls == 0 : rpc_session_pending(c->sess) == 0;
+}
+
+/* Re-arms c's timer at its next deadline. */
+static void arm(pconn_t *c)
+{
+    if (c->closed) return;
+    if (c->kill) {
+        uv_timer_start(&c->timer, timer_cb, 0, 0);
+        return;
+    }
+    uint64_t now = now_ms(), next = UINT64_MAX;
+    if (c->state != ST_OPEN || c->draining) next = c->hs_deadline;
+    for (pcall_t *k = c->calls; k; k = k->next)
+        next = P2P_MIN(next, k->deadline);
+    if (c->sess && c->state == ST_OPEN) next = P2P_MIN(next, rpc_session_periodic(c->sess, now));
+    if (idle(c))
+        next =
+            P2P_MIN(next, c->last_active + (c->outbound ? RPC_PEER_IDLE_MS : RPC_PEER_IDLE_IN_MS));
+    if (next == UINT64_MAX) {
+        uv_timer_stop(&c->timer);
+        return;
+    }
+    uv_timer_start(&c->timer, timer_cb, next > now ? next - now : 0, 0);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    pconn_t *c = h->data;
+    buf->base = c->p->rbuf;
+    buf->len = sizeof(c->p->rbuf);
+}
+
+static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+
+static void set_reading(pconn_t *c, bool on)
+{
+    if (c->closed || c->reading == on) return;
+    c->reading = on;
+    if (on)
+        uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+    else
+        uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+static void write_cb(uv_write_t *req, int status)
+{
+    wreq_t *w = (wreq_t *)req;
+    pconn_t *c = w->c;
+    c->queued -= w->len;
+    free(w);
+    if (c->closed) return;
+    if (status < 0) {
+        conn_close(c, -ECONNRESET);
+        return;
+    }
+    if (c->draining) {
+        if (c->queued == 0) conn_close(c, -ECONNRESET);
+        return;
+    }
+    if (c->queued < RPC_PEER_MAX_OUTPUT / 2) set_reading(c, true);
+    if (c->queued == 0) arm(c); /* may have become idle */
+}
+
+/* Queues raw bytes (handshake or already encrypted). */
+static int send_raw(pconn_t *c, const uint8_t *buf, size_t len, wreq_t *w)
+{
+    if (!w) {
+        w = malloc(sizeof(*w) + len);
+        if (!w) return -ENOMEM;
+        memcpy(w->data, buf, len);
+    }
+    w->c = c;
+    w->len = len;
+    uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)len);
+    int r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
+    if (r < 0) {
+        free(w);
+        return r;
+    }
+    c->queued += len;
+    c->p->st.bytes_out += len;
+    return 0;
+}
+
+/* Encrypts and queues plaintext on an open connection, with backpressure. */
+static int send_plain(pconn_t *c, const uint8_t *buf, size_t len)
+{
+    if (c->closed || c->kill || c->draining) return -EPIPE;
+    size_t n = rpc_box_encoded_len(len);
+    if (c->queued + n > RPC_PEER_MAX_OUTPUT_HARD) {
+        set_reading(c, false);
+        conn_kill(c, -ECONNRESET); /* the peer reads nothing */
+        return -ENOBUFS;
+    }
+    wreq_t *w = malloc(sizeof(*w) + n);
+    if (!w) return -ENOMEM;
+    rpc_box_encode(&c->enc, buf, len, w->data);
+    int r = send_raw(c, NULL, n, w);
+    if (r < 0) {
+        conn_kill(c, -ECONNRESET);
+        return r;
+    }
+    if (!c->outbound && c->queued > RPC_PEER_MAX_OUTPUT) set_reading(c, false);
+    return 0;
+}
+
+/* The session's output on an incoming connection. */
+static int session_write(void *ctx, const uint8_t *buf, size_t len)
+{
+    return send_plain(ctx, buf, len);
+}
+
+/* Sends the goodbye and closes once the queue is written. */
+static void conn_goodbye(pconn_t *c)
+{
+    if (c->closed || c->draining) return;
+    if (c->state == ST_OPEN) {
+        uint8_t bye[RPC_BOX_HEADER_LEN];
+        rpc_box_goodbye(&c->enc, bye);
+        send_raw(c, bye, sizeof(bye), NULL);
+    }
+    c->draining = true;
+    c->hs_deadline = now_ms() + RPC_PEER_HANDSHAKE_MS; /* a peer that never reads is dropped */
+    set_reading(c, false);
+    fail_calls(c, -ECONNRESET);
+    if (!c->closed && c->queued == 0) conn_close(c, -ECONNRESET);
+    arm(c);
+}
+
+/* Answers the calls whose deadline passed; false when c closed meanwhile. */
+static bool expire_calls(pconn_t *c, uint64_t now)
+{
+    for (;;) {
+        pcall_t *k = c->calls;
+        while (k && k->deadline > now)
+            k = k->next;
+        if (!k) return true;
+        if (k->prev)
+            k->prev->next = k->next;
+        else
+            c->calls = k->next;
+        if (k->next) k->next->prev = k->prev;
+        c->n_calls--;
+        c->p->st.calls_timeout++;
+        rpc_peer_reply_cb cb = k->cb;
+        void *arg = k->arg;
+        free(k);
+        cb(arg, -ETIMEDOUT, NULL, NULL);
+        if (c->closed) return false;
+    }
+}
+
+static void timer_cb(uv_timer_t *t)
+{
+    pconn_t *c = t->data;
+    uint64_t now = now_ms();
+    if (c->closed) return;
+    if (c->kill) {
+        conn_close(c, c->kill_status);
+        return;
+    }
+    if ((c->state != ST_OPEN || c->draining) && now >= c->hs_deadline) {
+        if (c->state != ST_OPEN) c->p->st.handshakes_failed++;
+        conn_close(c, -ETIMEDOUT);
+        return;
+    }
+    if (!expire_calls(c, now)) return;
+    if (idle(c) && !c->draining &&
+        now >= c->last_active + (c->outbound ? RPC_PEER_IDLE_MS : RPC_PEER_IDLE_IN_MS)) {
+        c->p->st.idle_closed++;
+        conn_goodbye(c);
+        return;
+    }
+    arm(c);
+}
+
+/* --- outgoing calls: responses and notifications ---------------------------------------- */
+
+static pcall_t *find_call(pconn_t *c, uint64_t msgid)
+{
+    for (pcall_t *k = c->calls; k; k = k->next)
+        if (k->msgid == msgid) return k;
+    return NULL;
+}
+
+static const msgpack_object *map_get(const msgpack_object *m, const char *key)
+{
+    if (m->type != MSGPACK_OBJECT_MAP) return NULL;
+    for (uint32_t i = 0; i < m->via.map.size; i++)
+        if (rpc_str_eq(&m->via.map.ptr[i].key, key)) return &m->via.map.ptr[i].val;
+    return NULL;
+}
+
+/* One frame from the far side of an outgoing connection. Returns false when c closed. */
+static bool on_client_frame(pconn_t *c, const msgpack_object *o)
+{
+    const msgpack_object *a = o->via.array.ptr;
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size < 3 ||
+        a[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        c->p->st.protocol_errors++;
+        conn_close(c, -EPROTO);
+        return false;
+    }
+    if (a[0].via.u64 == 1 && o->via.array.size == 4 &&
+        a[1].type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        pcall_t *k = find_call(c, a[1].via.u64);
+        if (!k) return true; /* answered already (timed out): dropped */
+        if (k->prev)
+            k->prev->next = k->next;
+        else
+            c->calls = k->next;
+        if (k->next) k->next->prev = k->prev;
+        c->n_calls--;
+        c->p->st.calls_ok++;
+        rpc_peer_reply_cb cb = k->cb;
+        void *arg = k->arg;
+        free(k);
+        cb(arg, 0, &a[2], &a[3]);
+        return !c->closed;
+    }
+    if (a[0].via.u64 == 2 && o->via.array.size == 3) {
+        const msgpack_object *params = &a[2], *id;
+        if (params->type == MSGPACK_OBJECT_ARRAY && params->via.array.size > 0 &&
+            (id = map_get(&params->via.array.ptr[0], "_msgid")) &&
+            id->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+            pcall_t *k = find_call(c, id->via.u64);
+            if (k && k->on_notify) k->on_notify(k->arg, &a[1], params);
+        }
+        return !c->closed;
+    }
+    c->p->st.protocol_errors++; /* a request, or a malformed envelope */
+    conn_close(c, -EPROTO);
+    return false;
+}
+
+/* Decrypted bytes of an outgoing connection. */
+static bool client_input(pconn_t *c, const uint8_t *buf, size_t len)
+{
+    if (rpc_decoder_feed(&c->rdec, buf, len) < 0) {
+        c->p->st.protocol_errors++;
+        conn_close(c, -EPROTO);
+        return false;
+    }
+    for (;;) {
+        rpc_frame_t *f = NULL;
+        int r = rpc_decoder_next(&c->rdec, &f);
+        if (r == 0) return true;
+        if (r < 0) {
+            c->p->st.protocol_errors++;
+            conn_close(c, -EPROTO);
+            return false;
+        }
+        bool alive = on_client_frame(c, &f->unp.data);
+        rpc_frame_free(f);
+        if (!alive) return false;
+    }
+}
+
+/* --- handshake and input ----------------------------------------------------------------- */
+
+/* The handshake completed: set up box-stream, the session or the queued requests. */
+static bool shake_done(pconn_t *c)
+{
+    rpc_shs_result_t res;
+    rpc_shs_result(c->shs, &res);
+    rpc_shs_wipe(c->shs);
+    free(c->shs);
+    c->shs = NULL;
+    memcpy(c->peer_pk, res.peer_pk, 32);
+    rpc_box_enc_init(&c->enc, res.enc_key, res.enc_nonce);
+    c->dec = malloc(sizeof(*c->dec));
+    if (c->dec) rpc_box_dec_init(c->dec, res.dec_key, res.dec_nonce);
+    sodium_memzero(&res, sizeof(res));
+    if (!c->dec) {
+        conn_close(c, -ENOMEM);
+        return false;
+    }
+    c->state = ST_OPEN;
+    c->p->st.handshakes_ok++;
+    if (!c->outbound) {
+        c->sess = rpc_session_new(c->p->reg, &c->p->auth, session_write, c);
+        if (c->sess) rpc_session_set_peer(c->sess);
+        if (!c->sess) {
+            conn_close(c, -ENOMEM);
+            return false;
+        }
+    } else if (c->early.len > 0) {
+        int r = send_plain(c, c->early.data, c->early.len);
+        p2p_buf_free(&c->early);
+        if (r < 0) {
+            conn_close(c, -ECONNRESET);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Feeds the handshake; returns the bytes taken or -1 when c closed. */
+static ssize_t shake_input(pconn_t *c, const uint8_t *buf, size_t len)
+{
+    size_t used, olen;
+    int r = rpc_shs_input(c->shs, buf, len, &used);
+    const uint8_t *out = rpc_shs_output(c->shs, &olen);
+    if (r >= 0 && out && send_raw(c, out, olen, NULL) < 0) r = -ECONNRESET;
+    if (r < 0) {
+        c->p->st.handshakes_failed++;
+        conn_close(c, -EPROTO);
+        return -1;
+    }
+    if (r == 1 && !shake_done(c)) return -1;
+    return (ssize_t)used;
+}
+
+static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    pconn_t *c = st->data;
+    if (c->closed || nread == 0) return;
+    if (nread < 0) {
+        if (c->state != ST_OPEN) c->p->st.handshakes_failed++;
+        conn_close(c, c->state == ST_OPEN ? -ECONNRESET : -EPROTO);
+        return;
+    }
+    c->p->st.bytes_in += (uint64_t)nread;
+    c->last_active = now_ms();
+    const uint8_t *in = (const uint8_t *)buf->base;
+    size_t len = (size_t)nread;
+    while (len > 0 && !c->closed && !c->kill && !c->draining) {
+        size_t used;
+        if (c->state == ST_SHAKE) {
+            ssize_t n = shake_input(c, in, len);
+            if (n < 0) return;
+            used = (size_t)n;
+        } else {
+            const uint8_t *body;
+            size_t blen;
+            int r = rpc_box_decode(c->dec, in, len, &used, &body, &blen);
+            if (r < 0) {
+                c->p->st.protocol_errors++;
+                conn_close(c, -EPROTO);
+                return;
+            }
+            if (r == 2) { /* goodbye: finish writing what we owe, then close */
+                conn_goodbye(c);
+                return;
+            }
+            if (r == 1 && c->outbound && !client_input(c, body, blen)) return;
+            if (r == 1 && !c->outbound) {
+                int s = rpc_session_input(c->sess, body, blen, now_ms(), p2p_wall_ms() / 1000);
+                if (s < 0 && !c->kill) { /* PARSE_ERROR is queued: close once written */
+                    c->p->st.protocol_errors++;
+                    c->draining = true;
+                    c->hs_deadline = now_ms() + RPC_PEER_HANDSHAKE_MS;
+                    set_reading(c, false);
+                    if (c->queued == 0) conn_close(c, -EPROTO);
+                    return;
+                }
+            }
+        }
+        in += used;
+        len -= used;
+    }
+    if (!c->closed && c->kill) {
+        conn_close(c, c->kill_status);
+        return;
+    }
+    arm(c);
+}
+
+/* --- connections ------------------------------------------------------------------------- */
+
+/* Makes room under the connection cap by closing the connection idle the longest. */
+static bool make_room(rpc_peer_t *p)
+{
+    if (p->n_conns < RPC_PEER_MAX_CONNECTIONS) return true;
+    pconn_t *oldest = NULL;
+    for (pconn_t *c = p->conns; c; c = c->next)
+        if (idle(c) && !c->draining && (!oldest || c->last_active < oldest->last_active))
+            oldest = c;
+    if (!oldest) return false;
+    p->st.evicted++;
+    conn_goodbye(oldest);
+    if (!oldest->closed) conn_close(oldest, -ECONNRESET); /* do not wait for its queue */
+    return true;
+}
+
+static pconn_t *conn_new(rpc_peer_t *p, bool outbound)
+{
+    pconn_t *c = calloc(1, sizeof(*c));
+    if (!c) return NULL;
+    c->shs = malloc(sizeof(*c->shs));
+    if (!c->shs || uv_tcp_init(p->loop, &c->tcp) < 0) {
+        free(c->shs);
+        free(c);
+        return NULL;
+    }
+    uv_timer_init(p->loop, &c->timer);
+    c->p = p;
+    c->outbound = outbound;
+    c->tcp.data = c->timer.data = c;
+    c->open = 2;
+    c->state = outbound ? ST_DIAL : ST_SHAKE;
+    c->last_active = now_ms();
+    c->hs_deadline = c->last_active + RPC_PEER_HANDSHAKE_MS;
+    c->next_msgid = 1;
+    p2p_buf_init(&c->early, RPC_PEER_MAX_OUTPUT);
+    rpc_decoder_init(&c->rdec);
+    c->next = p->conns;
+    if (p->conns) p->conns->prev = c;
+    p->conns = c;
+    p->n_conns++;
+    if (outbound)
+        p->st.conns_out_open++;
+    else
+        p->st.conns_in_open++;
+    return c;
+}
+
+static void reject_close_cb(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void connection_cb(uv_stream_t *ls, int status)
+{
+    rpc_peer_t *p = ls->data;
+    if (status < 0 || p->stopping) return;
+    pconn_t *c = make_room(p) ? conn_new(p, false) : NULL;
+    if (!c) {
+        /* accept and drop, so the backlog does not fill with peers we will not serve */
+        uv_tcp_t *t = malloc(sizeof(*t));
+        p->st.rejected++;
+        if (!t || uv_tcp_init(p->loop, t) < 0) {
+            free(t);
+            return;
+        }
+        if (uv_accept(ls, (uv_stream_t *)t) < 0) {
+        }
+        uv_close((uv_handle_t *)t, reject_close_cb);
+        return;
+    }
+    uint8_t seed[32];
+    randombytes_buf(seed, sizeof(seed));
+    rpc_shs_init(c->shs, false, p->net_key, p->pk, p->sk, NULL, seed);
+    sodium_memzero(seed, sizeof(seed));
+    if (uv_accept(ls, (uv_stream_t *)&c->tcp) < 0) {
+        conn_close(c, -ECONNRESET);
+        return;
+    }
+    p->st.accepted++;
+    uv_tcp_nodelay(&c->tcp, 1);
+    set_reading(c, true);
+    arm(c);
+}
+
+static void connect_cb(uv_connect_t *req, int status)
+{
+    pconn_t *c = req->data;
+    if (c->closed) return;
+    if (status < 0) {
+        conn_close(c, status);
+        return;
+    }
+    size_t olen;
+    const uint8_t *out = rpc_shs_output(c->shs, &olen);
+    c->state = ST_SHAKE;
+    uv_tcp_nodelay(&c->tcp, 1);
+    if (send_raw(c, out, olen, NULL) < 0) {
+        conn_close(c, -ECONNRESET);
+        return;
+    }
+    set_reading(c, true);
+    arm(c);
+}
+
+/* The open (or opening) outgoing connection to pk, or a new one dialling addr. */
+static int get_conn(rpc_peer_t *p, const uint8_t pk[32], const struct sockaddr *addr, pconn_t **out)
+{
+    for (pconn_t *c = p->conns; c; c = c->next)
+        if (c->outbound && !c->kill && !c->draining && memcmp(c->peer_pk, pk, 32) == 0) {
+            *out = c;
+            return 0;
+        }
+    if (!make_room(p)) return -ENOBUFS;
+    pconn_t *c = conn_new(p, true);
+    if (!c) return -ENOMEM;
+    memcpy(c->peer_pk, pk, 32);
+    uint8_t seed[32];
+    randombytes_buf(seed, sizeof(seed));
+    int r = rpc_shs_init(c->shs, true, p->net_key, p->pk, p->sk, pk, seed);
+    sodium_memzero(seed, sizeof(seed));
+    c->creq.data = c;
+    if (r == 0) r = uv_tcp_connect(&c->creq, &c->tcp, addr, connect_cb);
+    if (r < 0) {
+        conn_close(c, r);
+        return r;
+    }
+    p->st.dialed++;
+    *out = c;
+    return 0;
+}
+
+int rpc_peer_call_ex(rpc_peer_t *p, const uint8_t peer_pk[32], const struct sockaddr *addr,
+                     const char *method, const msgpack_object *params, uint64_t timeout_ms,
+                     rpc_peer_reply_cb cb, rpc_peer_notify_cb on_notify, void *arg)
+{
+    if (!p || !peer_pk || !addr || !method || !cb ||
+        (params && params->type != MSGPACK_OBJECT_ARRAY) ||
+        (addr->sa_family != AF_INET && addr->sa_family != AF_INET6))
+        return -EINVAL;
+    if (p->stopping) return -ESHUTDOWN;
+    pconn_t *c;
+    int r = get_conn(p, peer_pk, addr, &c);
+    if (r < 0) return r;
+    if (c->n_calls >= RPC_PEER_MAX_PENDING || c->queued > RPC_PEER_MAX_OUTPUT) return -ENOBUFS;
+    pcall_t *k = calloc(1, sizeof(*k));
+    if (!k) return -ENOMEM;
+    k->msgid = c->next_msgid++;
+    if (c->next_msgid == 0 || c->next_msgid > INT32_MAX) c->next_msgid = 1;
+    k->deadline = now_ms() + timeout_ms;
+    k->cb = cb;
+    k->on_notify = on_notify;
+    k->arg = arg;
+
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_uint8(&pk, 0);
+    msgpack_pack_uint32(&pk, k->msgid);
+    rpc_pack_cstr(&pk, method);
+    if (params)
+        msgpack_pack_object(&pk, *params);
+    else
+        msgpack_pack_array(&pk, 0);
+    if (!sb.data) {
+        free(k);
+        return -ENOMEM;
+    }
+    if (c->state == ST_OPEN)
+        r = send_plain(c, (const uint8_t *)sb.data, sb.size);
+    else
+        r = p2p_buf_append(&c->early, sb.data, sb.size) < 0 ? -ENOBUFS : 0;
+    msgpack_sbuffer_destroy(&sb);
+    if (r < 0) {
+        free(k);
+        return r;
+    }
+    k->next = c->calls;
+    if (c->calls) c->calls->prev = k;
+    c->calls = k;
+    c->n_calls++;
+    c->last_active = now_ms();
+    p->st.calls_out++;
+    arm(c);
+    return 0;
+}
+
+int rpc_peer_call(rpc_peer_t *p, const uint8_t peer_pk[32], const struct sockaddr *addr,
+                  const char *method, const msgpack_object *params, uint64_t timeout_ms,
+                  rpc_peer_reply_cb cb, void *arg)
+{
+    return rpc_peer_call_ex(p, peer_pk, addr, method, params, timeout_ms, cb, NULL, arg);
+}
+
+/* --- start and stop ---------------------------------------------------------------------- */
+
+static void listener_close_cb(uv_handle_t *h)
+{
+    rpc_peer_t *p = h->data;
+    p->closing--;
+    maybe_done(p);
+}
+
+static uint8_t *dup_bytes(const uint8_t *b, size_t n)
+{
+    uint8_t *d = malloc(n ? n : 1);
+    if (d && n) memcpy(d, b, n);
+    return d;
+}
+
+static int listen_on(rpc_peer_t *p, const char *ip, int port, bool v6only)
+{
+    struct sockaddr_storage ss;
+    int r = strchr(ip, ':') ? uv_ip6_addr(ip, port, (struct sockaddr_in6 *)&ss)
+                            : uv_ip4_addr(ip, port, (struct sockaddr_in *)&ss);
+    if (r < 0) return r;
+    uv_tcp_t *t = &p->listeners[p->n_listeners];
+    if ((r = uv_tcp_init(p->loop, t)) < 0) return r;
+    t->data = p;
+    p->n_listeners++;
+    r = uv_tcp_bind(t, (const struct sockaddr *)&ss, v6only ? UV_TCP_IPV6ONLY : 0);
+    if (r == 0) r = uv_listen((uv_stream_t *)t, 128, connection_cb);
+    if (r == 0 && p->port == 0) {
+        struct sockaddr_storage got;
+        int n = sizeof(got);
+        if (uv_tcp_getsockname(t, (struct sockaddr *)&got, &n) == 0)
+            p->port = ntohs(got.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&got)->sin6_port
+                                                      : ((struct sockaddr_in *)&got)->sin_port);
+    }
+    return r;
+}
+
+int rpc_peer_start(uv_loop_t *loop, const rpc_peer_config_t *cfg, const char *host, int port,
+                   rpc_peer_t **out)
+{
+    const rpc_auth_config_t *auth = cfg ? cfg->auth : NULL;
+    int r = -ENOMEM;
+    *out = NULL;
+    if (!loop || !cfg || !cfg->public_key || !cfg->secret_key || !cfg->network_key || !cfg->reg ||
+        !auth || port < 0 || port > 65535)
+        return -EINVAL;
+    if (sodium_init() < 0) return -EIO;
+    rpc_peer_t *p = calloc(1, sizeof(*p));
+    if (!p) return -ENOMEM;
+    p->loop = loop;
+    p->reg = cfg->reg;
+    memcpy(p->pk, cfg->public_key, 32);
+    memcpy(p->sk, cfg->secret_key, 64);
+    memcpy(p->net_key, cfg->network_key, 32);
+    if (auth->secret && !(p->secret = dup_bytes(auth->secret, auth->secret_len))) goto fail;
+    if (auth->prev_secret &&
+        !(p->prev_secret = dup_bytes(auth->prev_secret, auth->prev_secret_len)))
+        goto fail;
+    if (auth->audience && !(p->audience = strdup(auth->audience))) goto fail;
+    p->auth = (rpc_auth_config_t){p->secret, auth->secret_len, p->prev_secret,
+                                  auth->prev_secret_len, p->audience};
+    p->port = port;
+    if (host) {
+        r = listen_on(p, host, port, false);
+    } else {
+        int r4 = listen_on(p, "0.0.0.0", port, false);
+        int r6 = listen_on(p, "::", p->port, true);
+        r = r4 < 0 && r6 < 0 ? r4 : 0;
+    }
+    if (r < 0) {
+        /* the handles live inside p: the loop frees p from their close callbacks */
+        p->stopping = true;
+        for (int i = 0; i < p->n_listeners; i++) {
+            p->closing++;
+            uv_close((uv_handle_t *)&p->listeners[i], listener_close_cb);
+        }
+        if (p->n_listeners == 0) goto fail;
+        return r;
+    }
+    *out = p;
+    return 0;
+fail:
+    free(p->secret);
+    free(p->prev_secret);
+    free(p->audience);
+    free(p);
+    return r;
+}
+
+int rpc_peer_port(const rpc_peer_t *p)
+{
+    return p ? p->port : 0;
+}
+
+void rpc_peer_stats(const rpc_peer_t *p, rpc_peer_stats_t *out)
+{
+    *out = p->st;
+}
+
+void rpc_peer_stop(rpc_peer_t *p, void (*done_cb)(void *arg), void *arg)
+{
+    if (!p || p->stopping) return;
+    p->stopping = true;
+    p->done_cb = done_cb;
+    p->done_arg = arg;
+    p->closing++; /* held until the end of this function: callbacks below may re-enter */
+    for (int i = 0; i < p->n_listeners; i++) {
+        p->closing++;
+        uv_close((uv_handle_t *)&p->listeners[i], listener_close_cb);
+    }
+    while (p->conns)
+        conn_close(p->conns, -ECANCELED);
+    p->closing--;
+}
