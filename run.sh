@@ -101,12 +101,13 @@ MSG
   done
   cat <<MSG
 
-An admin token is in $base/admin.token. Try:
-  export P2P_TOKEN=\$(cat $base/admin.token)
-  build/p2p-rpc --socket $base/node1/rpc.sock system.local.node.info
-  build/p2p-rpc --socket $base/node1/rpc.sock system.local.node.peers
-  build/p2p-rpc --socket $base/node1/rpc.sock system.local.dht.put key=hello value=world
-  build/p2p-rpc --socket $base/node5/rpc.sock system.local.dht.get key=hello
+An admin token (24 h) is in $base/admin.token. Try, from any node's socket:
+  export P2P_TOKEN=\$(cat $base/admin.token) P2P_SOCKET=$base/node1/rpc.sock
+  build/p2p-rpc nodes                                  # every node of the network, up or down
+  build/p2p-rpc 'system.*.node.info'                   # fan-out to all 5 nodes
+  build/p2p-rpc system.node4.node.info                 # one node, through the peer channel
+  build/p2p-rpc system.local.dht.put key=hello value=world
+  build/p2p-rpc system.node5.dht.get key=hello
 (The HTTP API and dashboard arrive with a later issue.) Ctrl-C stops the demo.
 MSG
   wait
