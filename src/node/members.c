@@ -208,8 +208,7 @@ static int decode_body(members_record_t *r, const msgpack_object *b)
     if (!get_strs(&f[3], r->addrs[0], sizeof(r->addrs[0]), MEMBERS_MAX_ADDRS, &r->naddrs) ||
         !get_str(&f[4], r->http, sizeof(r->http)) ||
         !get_str(&f[5], r->version, sizeof(r->version)) ||
-        !get_strs(&f[6], r->domains[0], sizeof(r->domains[0]), MEMBERS_MAX_DOMAINS,
-                  &r->ndomains) ||
+        !get_strs(&f[6], r->domains[0], sizeof(r->domains[0]), MEMBERS_MAX_DOMAINS, &r->ndomains) ||
         !get_strs(&f[7], r->tags[0], sizeof(r->tags[0]), MEMBERS_MAX_TAGS, &r->ntags))
         return -EBADMSG;
     for (int i = 0; i < r->ntags; i++) {
@@ -230,8 +229,9 @@ int members_record_decode(members_record_t *r, const uint8_t *buf, size_t len, b
     if (unpack(buf, len, MEMBERS_RECORD_MAX, 2, 4, &z1, &o) != 0) return -EBADMSG;
     int rc = -EBADMSG;
     const msgpack_object *f = o.via.array.ptr;
-    if (o.type != MSGPACK_OBJECT_ARRAY || o.via.array.size != 2 || f[0].type != MSGPACK_OBJECT_BIN ||
-        f[1].type != MSGPACK_OBJECT_BIN || f[1].via.bin.size != DHT_SIG_LEN)
+    if (o.type != MSGPACK_OBJECT_ARRAY || o.via.array.size != 2 ||
+        f[0].type != MSGPACK_OBJECT_BIN || f[1].type != MSGPACK_OBJECT_BIN ||
+        f[1].via.bin.size != DHT_SIG_LEN)
         goto fail;
     const uint8_t *body = (const uint8_t *)f[0].via.bin.ptr;
     size_t blen = f[0].via.bin.size;
@@ -259,8 +259,7 @@ static void pack_strs(msgpack_packer *pk, const char *s, size_t stride, size_t n
         pack_str(pk, s + i * stride);
 }
 
-int members_record_sign(members_record_t *r, const uint8_t sk[DHT_SK_LEN], uint8_t *out,
-                        size_t cap)
+int members_record_sign(members_record_t *r, const uint8_t sk[DHT_SK_LEN], uint8_t *out, size_t cap)
 {
     uint8_t msg[SIGN_DOMAIN_LEN + MEMBERS_RECORD_MAX];
     fbuf_t body = {msg + SIGN_DOMAIN_LEN, 0, MEMBERS_RECORD_MAX};
@@ -386,8 +385,9 @@ members_t *members_new(const members_config_t *cfg)
     m->cfg = *cfg;
     if (!m->cfg.peer_timeout_ms) m->cfg.peer_timeout_ms = MEMBERS_PEER_TIMEOUT_MS;
     if (!m->cfg.heartbeat_ms)
-        m->cfg.heartbeat_ms = P2P_MIN(P2P_MAX(m->cfg.peer_timeout_ms / 12, MEMBERS_HEARTBEAT_MIN_MS),
-                                      MEMBERS_HEARTBEAT_MAX_MS);
+        m->cfg.heartbeat_ms =
+            P2P_MIN(P2P_MAX(m->cfg.peer_timeout_ms / 12, MEMBERS_HEARTBEAT_MIN_MS),
+                    MEMBERS_HEARTBEAT_MAX_MS);
     if (!m->cfg.forget_ms) m->cfg.forget_ms = MEMBERS_FORGET_MS;
     if (!m->cfg.max_members || m->cfg.max_members > MEMBERS_MAX) m->cfg.max_members = MEMBERS_MAX;
     m->cap = P2P_MIN(64u, m->cfg.max_members);
@@ -846,9 +846,9 @@ int members_pick(const members_t *m, uint64_t now, size_t n, uint64_t *rng, dht_
         live++;
     }
     size_t k = P2P_MIN(live, n);
-    /* Cassandra's rule, capped: a down member with probability down / (live + 1), at most 1/4 */
-    uint64_t den = P2P_MAX((uint64_t)live + 1, 4 * (uint64_t)P2P_MIN(down, live + 1));
-    if (down == 0 || rng_next(rng) % den >= down) return (int)k;
+    /* Cassandra's rule, capped: a down member with probability min(down / (live + 1), 1/4) */
+    uint64_t den = 4 * ((uint64_t)live + 1), num = P2P_MIN(4 * (uint64_t)down, (uint64_t)live + 1);
+    if (down == 0 || rng_next(rng) % den >= num) return (int)k;
     size_t pick = (size_t)(rng_next(rng) % down);
     for (uint32_t i = 1; i < m->n; i++)
         if (!is_up(m, i, now) && pick-- == 0) {
@@ -870,8 +870,7 @@ static bool lost_name(const members_t *m, uint32_t i, uint64_t now)
     return false;
 }
 
-static int make_view(const members_t *m, uint32_t i, bool conflict, uint64_t now,
-                     members_view_t *v)
+static int make_view(const members_t *m, uint32_t i, bool conflict, uint64_t now, members_view_t *v)
 {
     const entry_t *e = &m->ents[i];
     if (!e->raw) return -ENOENT;
@@ -919,7 +918,8 @@ int members_find_prefix(const members_t *m, const char *hex, uint64_t now, membe
     uint8_t nib[2 * DHT_ID_LEN];
     if (n < 8 || n > 2 * DHT_ID_LEN) return -EINVAL;
     for (size_t k = 0; k < n; k++)
-        if (nibble(hex[k]) < 0) return -EINVAL;
+        if (nibble(hex[k]) < 0)
+            return -EINVAL;
         else
             nib[k] = (uint8_t)nibble(hex[k]);
     int64_t hit = -1;
@@ -993,8 +993,7 @@ static int sorted(const members_t *m, uint64_t now, skey_t **keys, bool **lost)
     return (int)n;
 }
 
-int members_glob(const members_t *m, const char *pattern, uint64_t now, dht_id_t *out,
-                 size_t cap)
+int members_glob(const members_t *m, const char *pattern, uint64_t now, dht_id_t *out, size_t cap)
 {
     skey_t *k;
     bool *lost;

@@ -70,7 +70,7 @@
 #define MEMBERS_FORGET_MS (24 * 3600 * 1000LL) /* default: a member down this long is forgotten */
 #endif
 
-#define MEMBERS_PREFIX_LEN 8  /* id bytes that name a member in digests and want lists */
+#define MEMBERS_PREFIX_LEN   8  /* id bytes that name a member in digests and want lists */
 #define MEMBERS_DIGEST_ENTRY 24 /* prefix(8) | seq(8, big-endian) | heartbeat(8, big-endian) */
 
 typedef struct members members_t;
@@ -100,7 +100,7 @@ typedef struct members_config {
     uint64_t heartbeat_ms;    /* 0 = peer_timeout_ms / 12 within [MIN, MAX]_MS above */
     uint64_t forget_ms;       /* 0 = MEMBERS_FORGET_MS */
     uint32_t max_members;     /* 0 or above MEMBERS_MAX = MEMBERS_MAX */
-    bool skip_verify; /* simulator only: trust received signatures; never set in p2p-node */
+    bool skip_verify;         /* simulator only: trust received signatures; never set in p2p-node */
 } members_config_t;
 
 /* What iteration and lookups report about one member. */
@@ -210,8 +210,7 @@ int members_find_id(const members_t *m, const dht_id_t *id, uint64_t now, member
 
 /* Live members whose name matches pattern (`*` any run, `?` one character), conflict losers
  * excluded, sorted by name: writes up to cap ids to out and returns the total match count. */
-int members_glob(const members_t *m, const char *pattern, uint64_t now, dht_id_t *out,
-                 size_t cap);
+int members_glob(const members_t *m, const char *pattern, uint64_t now, dht_id_t *out, size_t cap);
 
 /* True when name matches the glob pattern (`*`, `?`). */
 bool members_glob_match(const char *pattern, const char *name);

@@ -10,7 +10,8 @@ connections; after a good handshake: bad header MAC, bad body MAC, a lying lengt
 announcing more than 4096 bytes, a msgpack frame larger than the node accepts, a client that
 vanishes mid-call, a slow reader of many replies.
 Local socket: 100,000 calls written without reading a reply (RSS growth < 64 MB, RESOURCE_EXHAUSTED
-or backpressure, a fresh client served meanwhile), a slow reader.
+or backpressure, a fresh client served meanwhile); 1,000,000 unread pings (still < 64 MB); a slow
+reader.
 Two nodes: a call forwarded to a frozen peer ends by its deadline; a peer killed mid-call ends the
 call by its deadline.
 Usage: test_peer_bad_input.py BUILD_DIR
@@ -284,7 +285,10 @@ def test_bad_mac(e):
     for tamper in ("header", "body", "length"):
         c = shaken(e)
         try:
-            c.send_raw(c.box(msgpack.packb([0, 9, "rpc.ping", []]), tamper=tamper))
+            data = c.box(msgpack.packb([0, 9, "rpc.ping", []]), tamper=tamper)
+            if tamper == "length":  # the node takes one byte of the next frame as body: its MAC fails
+                data += c.box(msgpack.packb([0, 10, "rpc.ping", []]))
+            c.send_raw(data)
             assert closed_by_node(c.sock), "node kept the stream open after a bad %s" % tamper
         finally:
             c.close()
@@ -450,6 +454,23 @@ def test_local_flood(e):
         still_serving(e)
 
 
+def test_local_flood_bounded(e):
+    """Memory stays bounded however many calls are written unread: 1,000,000 pings (13 MB) must
+    not grow the node by more than the same 64 MB (the reply budget has to count what each queued
+    reply really costs, not only its bytes)."""
+    rss0 = e.a.rss_kb()
+    sent, total, c = flood(e, "rpc.ping", [], 1000000, False)
+    time.sleep(0.5)
+    rss1 = e.a.rss_kb()
+    p2p.log("1M rpc.ping flood: wrote %d of %d bytes; RSS %d -> %d kB" % (sent, total, rss0, rss1))
+    try:
+        still_serving(e)
+    finally:
+        c.close()
+    assert rss1 - rss0 < RSS_GROWTH_MAX_KB, "RSS grew %d kB under 1,000,000 unread pings" % (rss1 - rss0)
+    still_serving(e)
+
+
 def test_local_slow_reader(e):
     c = p2p.Client(e.a.sock_path, timeout=5)
     try:
@@ -518,7 +539,7 @@ def main():
     for t in (test_random_bytes, test_zero_hello, test_half_hello, test_hello_then_garbage_auth,
               test_wrong_network_key, test_js_client_wrong_network_key, test_wrong_server_key, test_many_half_open, test_bad_mac,
               test_oversized_box, test_oversized_rpc_frame, test_goodbye_then_data, test_peer_vanishes_mid_call,
-              test_peer_slow_reader, test_local_flood, test_local_slow_reader, test_forward_to_frozen_peer,
+              test_peer_slow_reader, test_local_flood, test_local_flood_bounded, test_local_slow_reader, test_forward_to_frozen_peer,
               test_peer_killed_mid_call):
         r.run(t, e)
     r.finish()

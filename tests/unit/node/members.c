@@ -191,8 +191,8 @@ static void malformed_rejected(void **state)
     assert_int_equal(members_gossip_consume_push(m, huge_arr, sizeof(huge_arr), 1), -EBADMSG);
     p2p_buf_t out;
     p2p_buf_init(&out, MEMBERS_MSG_MAX);
-    static const uint8_t bad_digest[] = {0x81, 0xa6, 'd', 'i', 'g', 'e', 's', 't',
-                                         0xc4, 0x03, 1,   2,   3};
+    static const uint8_t bad_digest[] = {0x81, 0xa6, 'd',  'i', 'g', 'e', 's',
+                                         't',  0xc4, 0x03, 1,   2,   3};
     static const uint8_t str_digest[] = {0x81, 0xa6, 'd', 'i', 'g', 'e', 's', 't', 0xa1, 'x'};
     assert_int_equal(members_gossip_respond(m, bad_digest, sizeof(bad_digest), 1, &out), -EBADMSG);
     assert_int_equal(members_gossip_respond(m, str_digest, sizeof(str_digest), 1, &out), -EBADMSG);
@@ -226,8 +226,7 @@ static void conflict_same_everywhere(void **state)
         make_key(&c[i], 41 + (uint32_t)i);
         len[i] = rec_bytes(&c[i], "web", starts[i], 1, 1, buf[i]);
     }
-    const dht_id_t *expect =
-        memcmp(c[1].id.b, c[2].id.b, DHT_ID_LEN) < 0 ? &c[1].id : &c[2].id;
+    const dht_id_t *expect = memcmp(c[1].id.b, c[2].id.b, DHT_ID_LEN) < 0 ? &c[1].id : &c[2].id;
     static const int orders[6][3] = {{0, 1, 2}, {0, 2, 1}, {1, 0, 2},
                                      {1, 2, 0}, {2, 0, 1}, {2, 1, 0}};
     for (int o = 0; o < 6; o++) {
@@ -392,7 +391,7 @@ static void glob_and_prefix_lookups(void **state)
     assert_string_equal(v.rec.name, "n01");
     assert_true(v.self);
     assert_int_equal(members_find_id(m, &ids[4], 1, &v), 0);
-    assert_string_equal(v.rec.name, "n06"); /* sorted, n05 (down) left out */
+    assert_string_equal(v.rec.name, "n06");                 /* sorted, n05 (down) left out */
     assert_int_equal(members_glob(m, "n1*", 1, ids, 1), 3); /* count beyond cap */
     assert_int_equal(members_glob(m, "x*", 1, ids, 16), 0);
     assert_true(members_glob_match("*-01", "web-01"));
@@ -462,7 +461,6 @@ static void ambiguous_prefix(void **state)
     assert_int_equal(members_find_prefix(m, hex, 1, NULL), 0);
     members_free(m);
 }
-
 
 /* --- gossip simulation: n tables in memory, synchronous rounds of MEMBERS_GOSSIP_INTERVAL_MS.
  * In a round every live node ticks, picks MEMBERS_GOSSIP_FANOUT partners and runs the 1.5 round
@@ -578,9 +576,8 @@ static void sim_round(sim_t *s)
         p2p_buf_init(&q->resp, MEMBERS_MSG_MAX);
         p2p_buf_init(&q->push, MEMBERS_MSG_MAX);
         if (!s->alive[q->b]) continue; /* connection refused */
-        assert_int_equal(members_gossip_respond(s->t[q->b], req[q->a].data, req[q->a].len,
-                                                s->now, &q->resp),
-                         0);
+        assert_int_equal(
+            members_gossip_respond(s->t[q->b], req[q->a].data, req[q->a].len, s->now, &q->resp), 0);
     }
     for (size_t p = 0; p < np; p++) {
         pair_t *q = &pairs[p];
@@ -591,8 +588,8 @@ static void sim_round(sim_t *s)
     for (size_t p = 0; p < np; p++) {
         pair_t *q = &pairs[p];
         if (q->push.len > 0)
-            assert_true(members_gossip_consume_push(s->t[q->b], q->push.data, q->push.len,
-                                                    s->now) >= 0);
+            assert_true(
+                members_gossip_consume_push(s->t[q->b], q->push.data, q->push.len, s->now) >= 0);
         p2p_buf_free(&q->resp), p2p_buf_free(&q->push);
     }
     for (size_t i = 0; i < s->n; i++)
@@ -719,20 +716,46 @@ static void sim_stopped_1000(void **state)
     sim_stopped(1000, MEMBERS_PEER_TIMEOUT_MS);
 }
 
-/* The 1,000-node stop is long (tens of seconds): it runs in the `slow` suite. */
-#ifdef MEMBERS_SLOW_TESTS
-#define SIM_TESTS cmocka_unit_test(sim_stopped_1000),
-#else
-#define SIM_TESTS                                                                                  \
-    cmocka_unit_test(sim_newcomer_100), cmocka_unit_test(sim_newcomer_1000),                      \
-        cmocka_unit_test(sim_stopped_100),
-#endif
+static void pick_partners(void **state)
+{
+    (void)state;
+    key_t_ self, k[6];
+    make_key(&self, 200);
+    members_t *m = table(&self, "self", 10000, false);
+    uint8_t buf[MEMBERS_RECORD_MAX];
+    dht_id_t out[3];
+    uint64_t rng = 7;
+    assert_int_equal(members_pick(m, 0, 2, &rng, out), 0); /* only ourselves */
+    for (uint32_t i = 0; i < 6; i++) {
+        make_key(&k[i], 201 + i);
+        char name[8];
+        snprintf(name, sizeof(name), "p%u", i);
+        uint64_t age = i < 2 ? 20000 : 0; /* p0 and p1 are down */
+        assert_int_equal(members_merge(m, buf, rec_bytes(&k[i], name, 1, 1, 1, buf), age, 20000),
+                         1);
+    }
+    int with_down = 0;
+    for (int r = 0; r < 400; r++) {
+        int n = members_pick(m, 20000, 2, &rng, out);
+        assert_true(n == 2 || n == 3);
+        assert_memory_not_equal(out[0].b, out[1].b, DHT_ID_LEN);
+        for (int j = 0; j < n; j++) {
+            members_view_t v;
+            assert_int_equal(members_find_id(m, &out[j], 20000, &v), 0);
+            assert_false(v.self);
+            assert_true(v.up == (j < 2));
+        }
+        with_down += n == 3;
+    }
+    assert_true(with_down > 40 && with_down < 160); /* probability 1/4 */
+    members_free(m);
+}
 
-int main(void)
+int main(int argc, char **argv)
 {
     if (sodium_init() < 0) return 1;
+    /* clang-format off */
     const struct CMUnitTest tests[] = {
-#ifndef MEMBERS_SLOW_TESTS
         cmocka_unit_test(record_round_trip),
         cmocka_unit_test(forgery_rejected),
         cmocka_unit_test(stale_rejected),
@@ -744,8 +767,16 @@ int main(void)
         cmocka_unit_test(table_is_bounded),
         cmocka_unit_test(glob_and_prefix_lookups),
         cmocka_unit_test(ambiguous_prefix),
-#endif
-        SIM_TESTS
+        cmocka_unit_test(pick_partners),
+        cmocka_unit_test(sim_newcomer_100),
+        cmocka_unit_test(sim_newcomer_1000),
+        cmocka_unit_test(sim_stopped_100),
     };
+    /* clang-format on */
+    /* the 1,000-node stop takes about a minute: the `slow` suite runs it (argument "slow") */
+    const struct CMUnitTest slow[] = {
+        cmocka_unit_test(sim_stopped_1000),
+    };
+    if (argc > 1 && strcmp(argv[1], "slow") == 0) return cmocka_run_group_tests(slow, NULL, NULL);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
