@@ -3,7 +3,7 @@
 
 Starts N p2p-node processes on loopback (n001 first, the others joining through it), then measures:
   - formation: from the last node's spawn until every node lists all N up;
-  - idle RSS: VmRSS of the N nodes summed, 10 s after formation;
+  - idle RSS: VmRSS of the N nodes summed, 10 s after formation (and PSS, which splits shared pages);
   - fan-out: `system.*.node.info` from n001's socket, completion time over F calls, and how
     many entries answered with a result;
   - join: J more nodes started one at a time (each through a different existing node); the time
@@ -34,6 +34,17 @@ def arg(name, default):
 def pct(xs, p):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(p * (len(xs) - 1) + 0.5))] if xs else float("nan")
+
+
+def pss_bytes(pid):
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def listing(nodes, name, t0, timeout):
@@ -91,6 +102,7 @@ def main():
     res["rss_total_bytes"] = sum(rss)
     res["rss_node_median_bytes"] = int(statistics.median(rss))
     res["rss_node_max_bytes"] = max(rss)
+    res["pss_total_bytes"] = sum(pss_bytes(n.proc.pid) for n in nodes)  # shared pages split, not counted N times
 
     # fan-out
     times, answered, errors = [], [], []
@@ -139,6 +151,8 @@ def main():
                                                else "NOT reached in 180 s (%d pairs missing)" % missing))
     print("idle RSS total                %.1f MB (median %.2f MB, max %.2f MB per node)"
           % (res["rss_total_bytes"] / 1e6, res["rss_node_median_bytes"] / 1e6, res["rss_node_max_bytes"] / 1e6))
+    print("idle PSS total                %.1f MB (shared pages divided among the processes)"
+          % (res["pss_total_bytes"] / 1e6))
     if times:
         print("fan-out system.*.node.info    p50 %.1f ms, max %.1f ms over %d calls; entries with a result: %s"
               % (pct(times, 0.5) * 1e3, max(times) * 1e3, len(times), sorted(set(answered))))

@@ -40,8 +40,10 @@ struct conn {
     uv_timer_t timer;
     rpc_session_t *sess;
     conn_t *prev, *next;
-    size_t queued; /* reply bytes handed to libuv and not yet written */
-    int open;      /* handles not yet closed */
+    size_t queued; /* bytes held for the client: gathered replies and libuv writes in flight */
+    p2p_buf_t out; /* replies gathered while a read is processed, written together */
+    bool in_read;
+    int open; /* handles not yet closed */
     bool reading;
     bool draining; /* close once the queue is written (after a PARSE_ERROR) */
     bool kill;     /* close at the next safe point */
@@ -72,6 +74,7 @@ static void conn_close_cb(uv_handle_t *h)
     conn_t *c = h->data;
     if (--c->open > 0) return;
     rpc_local_t *s = c->srv;
+    p2p_buf_free(&c->out);
     free(c);
     s->closing--;
     maybe_done(s);
@@ -158,7 +161,45 @@ static void write_cb(uv_write_t *req, int status)
     if (!c->draining && c->queued < RPC_MAX_OUTPUT / 2) set_reading(c, true);
 }
 
-/* The session's output: queued on the socket, counted for backpressure. */
+/* Hands the gathered replies to the socket: what the kernel takes at once costs nothing more, the
+ * rest goes out as one write. Every byte held, libuv's request included, counts for backpressure.
+ */
+static void flush(conn_t *c)
+{
+    if (c->out.len == 0 || c->closed) return;
+    size_t off = 0;
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) == 0) {
+        uv_buf_t b = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
+        int n = uv_try_write((uv_stream_t *)&c->pipe, &b, 1);
+        if (n > 0) off = (size_t)n;
+    }
+    size_t len = c->out.len - off;
+    c->queued -= off;
+    if (len == 0) {
+        c->out.len = 0;
+        return;
+    }
+    wreq_t *w = malloc(sizeof(*w) + len);
+    if (!w) {
+        c->kill = true;
+        uv_timer_start(&c->timer, timer_cb, 0, 0);
+        return;
+    }
+    memcpy(w->data, c->out.data + off, len);
+    c->out.len = 0;
+    w->c = c;
+    w->len = sizeof(*w) + len;
+    c->queued += sizeof(*w); /* the request's own memory counts too */
+    uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)len);
+    if (uv_write(&w->req, (uv_stream_t *)&c->pipe, &b, 1, write_cb) < 0) {
+        c->queued -= w->len;
+        free(w);
+        c->kill = true;
+        uv_timer_start(&c->timer, timer_cb, 0, 0);
+    }
+}
+
+/* The session's output: gathered, counted for backpressure, written by flush(). */
 static int conn_write(void *ctx, const uint8_t *buf, size_t len)
 {
     conn_t *c = ctx;
@@ -169,21 +210,10 @@ static int conn_write(void *ctx, const uint8_t *buf, size_t len)
         uv_timer_start(&c->timer, timer_cb, 0, 0);
         return -ENOBUFS;
     }
-    wreq_t *w = malloc(sizeof(*w) + len);
-    if (!w) return -ENOMEM;
-    memcpy(w->data, buf, len);
-    w->c = c;
-    w->len = len;
-    uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)len);
-    int r = uv_write(&w->req, (uv_stream_t *)&c->pipe, &b, 1, write_cb);
-    if (r < 0) {
-        free(w);
-        c->kill = true;
-        uv_timer_start(&c->timer, timer_cb, 0, 0);
-        return r;
-    }
+    if (p2p_buf_append(&c->out, buf, len) < 0) return -ENOMEM;
     c->queued += len;
     if (c->queued > RPC_MAX_OUTPUT) set_reading(c, false);
+    if (!c->in_read) flush(c); /* an answer given later, outside a read */
     return 0;
 }
 
@@ -196,8 +226,11 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     uint64_t now = p2p_mono_ms();
+    c->in_read = true;
     int r = rpc_session_input(c->sess, (const uint8_t *)buf->base, (size_t)nread, now,
                               p2p_wall_ms() / 1000);
+    c->in_read = false;
+    flush(c);
     if (c->kill) {
         conn_close(c);
         return;
@@ -236,6 +269,7 @@ static void connection_cb(uv_stream_t *ls, int status)
         return;
     }
     c->srv = s;
+    p2p_buf_init(&c->out, RPC_MAX_OUTPUT_HARD);
     uv_pipe_init(s->loop, &c->pipe, 0);
     uv_timer_init(s->loop, &c->timer);
     c->pipe.data = c->timer.data = c;
