@@ -13,16 +13,12 @@
 #include <sodium.h>
 
 #include "node/config.h"
-#include "node/members.h"
+#include "node/members-internal.h"
 
 _Static_assert(MEMBERS_NAME_MAX == NODE_NAME_MAX, "a member name is a node name");
 _Static_assert(MEMBERS_RECORD_MAX <= DHT_MAX_VALUE, "a record fits one DHT value");
 
-#define SIGN_DOMAIN     "p2p-admin node record v1"
-#define SIGN_DOMAIN_LEN (sizeof(SIGN_DOMAIN) - 1)
-#define RECORD_VERSION  1
-#define BODY_FIELDS     11
-#define NAME_BUCKETS    8192 /* name-hash buckets counted to skip conflict scans */
+#define NAME_BUCKETS 8192 /* name-hash buckets counted to skip conflict scans */
 
 typedef struct entry {
     uint64_t prefix; /* first 8 id bytes, big-endian: the index key */
@@ -95,204 +91,6 @@ static bool outranks(const members_t *m, uint32_t a, uint32_t b, uint64_t now)
     const entry_t *ea = &m->ents[a], *eb = &m->ents[b];
     if (ea->start_ms != eb->start_ms) return ea->start_ms < eb->start_ms;
     return memcmp(ea->id.b, eb->id.b, DHT_ID_LEN) < 0;
-}
-
-static bool printable(const char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if ((uint8_t)p[i] < 0x20 || (uint8_t)p[i] > 0x7e) return false;
-    return true;
-}
-
-/* --- msgpack output --- */
-
-typedef struct bw {
-    p2p_buf_t *b;
-    bool overflow;
-} bw_t;
-
-static int buf_write(void *data, const char *p, size_t n)
-{
-    bw_t *w = data;
-    if (p2p_buf_append(w->b, p, n) == 0) return 0;
-    w->overflow = true;
-    return -1;
-}
-
-typedef struct fbuf {
-    uint8_t *p;
-    size_t len, cap;
-} fbuf_t;
-
-static int fbuf_write(void *data, const char *p, size_t n)
-{
-    fbuf_t *f = data;
-    if (f->len + n > f->cap) {
-        f->len = f->cap + 1; /* overflow marker */
-        return -1;
-    }
-    memcpy(f->p + f->len, p, n);
-    f->len += n;
-    return 0;
-}
-
-static void pack_str(msgpack_packer *pk, const char *s)
-{
-    size_t n = strlen(s);
-    msgpack_pack_str(pk, n);
-    msgpack_pack_str_body(pk, s, n);
-}
-
-static void pack_bin(msgpack_packer *pk, const void *p, size_t n)
-{
-    msgpack_pack_bin(pk, n);
-    msgpack_pack_bin_body(pk, p, n);
-}
-
-/* --- msgpack input: scan first (msgpack-c reserves from declared lengths), then unpack --- */
-
-static int unpack(const uint8_t *buf, size_t len, size_t max_len, size_t depth, uint64_t objs,
-                  msgpack_zone *zone, msgpack_object *obj)
-{
-    p2p_msgpack_limits_t lim = {max_len, depth, objs};
-    size_t flen, off = 0;
-    if (len == 0 || len > max_len) return -EBADMSG;
-    if (p2p_msgpack_scan(buf, len, &lim, &flen) != 0 || flen != len) return -EBADMSG;
-    if (!msgpack_zone_init(zone, 4096)) return -ENOMEM;
-    if (msgpack_unpack((const char *)buf, len, &off, zone, obj) != MSGPACK_UNPACK_SUCCESS ||
-        off != len) {
-        msgpack_zone_destroy(zone);
-        return -EBADMSG;
-    }
-    return 0;
-}
-
-static bool get_str(const msgpack_object *o, char *out, size_t cap)
-{
-    if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= cap) return false;
-    if (!printable(o->via.str.ptr, o->via.str.size)) return false;
-    memcpy(out, o->via.str.ptr, o->via.str.size);
-    out[o->via.str.size] = 0;
-    return true;
-}
-
-static bool get_u64(const msgpack_object *o, uint64_t *v)
-{
-    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER) return false;
-    *v = o->via.u64;
-    return true;
-}
-
-/* Copies a string array of at most max items, each below cap bytes, into out (stride cap). */
-static bool get_strs(const msgpack_object *o, char *out, size_t cap, size_t max, uint8_t *n)
-{
-    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size > max) return false;
-    for (uint32_t i = 0; i < o->via.array.size; i++)
-        if (!get_str(&o->via.array.ptr[i], out + i * cap, cap)) return false;
-    *n = (uint8_t)o->via.array.size;
-    return true;
-}
-
-/* --- records --- */
-
-static int decode_body(members_record_t *r, const msgpack_object *b)
-{
-    if (b->type != MSGPACK_OBJECT_ARRAY || b->via.array.size != BODY_FIELDS) return -EBADMSG;
-    const msgpack_object *f = b->via.array.ptr;
-    uint64_t v;
-    if (!get_u64(&f[0], &v) || v != RECORD_VERSION) return -EBADMSG;
-    if (!get_str(&f[1], r->name, sizeof(r->name)) || !node_config_valid_name(r->name))
-        return -EBADMSG;
-    if (f[2].type != MSGPACK_OBJECT_BIN || f[2].via.bin.size != DHT_PK_LEN) return -EBADMSG;
-    memcpy(r->public_key, f[2].via.bin.ptr, DHT_PK_LEN);
-    if (!get_strs(&f[3], r->addrs[0], sizeof(r->addrs[0]), MEMBERS_MAX_ADDRS, &r->naddrs) ||
-        !get_str(&f[4], r->http, sizeof(r->http)) ||
-        !get_str(&f[5], r->version, sizeof(r->version)) ||
-        !get_strs(&f[6], r->domains[0], sizeof(r->domains[0]), MEMBERS_MAX_DOMAINS, &r->ndomains) ||
-        !get_strs(&f[7], r->tags[0], sizeof(r->tags[0]), MEMBERS_MAX_TAGS, &r->ntags))
-        return -EBADMSG;
-    for (int i = 0; i < r->ntags; i++) {
-        const char *eq = strchr(r->tags[i], '=');
-        if (!eq || eq == r->tags[i]) return -EBADMSG;
-    }
-    if (!get_u64(&f[8], &r->start_ms) || !get_u64(&f[9], &r->seq) ||
-        !get_u64(&f[10], &r->heartbeat))
-        return -EBADMSG;
-    return 0;
-}
-
-int members_record_decode(members_record_t *r, const uint8_t *buf, size_t len, bool verify)
-{
-    msgpack_zone z1, z2;
-    msgpack_object o, b;
-    memset(r, 0, sizeof(*r));
-    if (unpack(buf, len, MEMBERS_RECORD_MAX, 2, 4, &z1, &o) != 0) return -EBADMSG;
-    int rc = -EBADMSG;
-    const msgpack_object *f = o.via.array.ptr;
-    if (o.type != MSGPACK_OBJECT_ARRAY || o.via.array.size != 2 ||
-        f[0].type != MSGPACK_OBJECT_BIN || f[1].type != MSGPACK_OBJECT_BIN ||
-        f[1].via.bin.size != DHT_SIG_LEN)
-        goto fail;
-    const uint8_t *body = (const uint8_t *)f[0].via.bin.ptr;
-    size_t blen = f[0].via.bin.size;
-    memcpy(r->sig, f[1].via.bin.ptr, DHT_SIG_LEN);
-    uint64_t objs = 16 + MEMBERS_MAX_ADDRS + MEMBERS_MAX_DOMAINS + MEMBERS_MAX_TAGS;
-    if (unpack(body, blen, MEMBERS_RECORD_MAX, 2, objs, &z2, &b) != 0) goto fail;
-    rc = decode_body(r, &b);
-    msgpack_zone_destroy(&z2);
-    if (rc == 0 && verify) {
-        uint8_t msg[SIGN_DOMAIN_LEN + MEMBERS_RECORD_MAX];
-        memcpy(msg, SIGN_DOMAIN, SIGN_DOMAIN_LEN);
-        memcpy(msg + SIGN_DOMAIN_LEN, body, blen);
-        if (crypto_sign_verify_detached(r->sig, msg, SIGN_DOMAIN_LEN + blen, r->public_key) != 0)
-            rc = -EBADMSG;
-    }
-fail:
-    msgpack_zone_destroy(&z1);
-    return rc;
-}
-
-static void pack_strs(msgpack_packer *pk, const char *s, size_t stride, size_t n)
-{
-    msgpack_pack_array(pk, n);
-    for (size_t i = 0; i < n; i++)
-        pack_str(pk, s + i * stride);
-}
-
-int members_record_sign(members_record_t *r, const uint8_t sk[DHT_SK_LEN], uint8_t *out, size_t cap)
-{
-    uint8_t msg[SIGN_DOMAIN_LEN + MEMBERS_RECORD_MAX];
-    fbuf_t body = {msg + SIGN_DOMAIN_LEN, 0, MEMBERS_RECORD_MAX};
-    msgpack_packer pk;
-    if (r->naddrs > MEMBERS_MAX_ADDRS || r->ndomains > MEMBERS_MAX_DOMAINS ||
-        r->ntags > MEMBERS_MAX_TAGS)
-        return -EINVAL;
-    msgpack_packer_init(&pk, &body, fbuf_write);
-    msgpack_pack_array(&pk, BODY_FIELDS);
-    msgpack_pack_uint8(&pk, RECORD_VERSION);
-    pack_str(&pk, r->name);
-    pack_bin(&pk, r->public_key, DHT_PK_LEN);
-    pack_strs(&pk, r->addrs[0], sizeof(r->addrs[0]), r->naddrs);
-    pack_str(&pk, r->http);
-    pack_str(&pk, r->version);
-    pack_strs(&pk, r->domains[0], sizeof(r->domains[0]), r->ndomains);
-    pack_strs(&pk, r->tags[0], sizeof(r->tags[0]), r->ntags);
-    msgpack_pack_uint64(&pk, r->start_ms);
-    msgpack_pack_uint64(&pk, r->seq);
-    msgpack_pack_uint64(&pk, r->heartbeat);
-    if (body.len > body.cap) return -EMSGSIZE;
-    memcpy(msg, SIGN_DOMAIN, SIGN_DOMAIN_LEN);
-    crypto_sign_detached(r->sig, NULL, msg, SIGN_DOMAIN_LEN + body.len, sk);
-    fbuf_t o = {out, 0, P2P_MIN(cap, (size_t)MEMBERS_RECORD_MAX)};
-    msgpack_packer_init(&pk, &o, fbuf_write);
-    msgpack_pack_array(&pk, 2);
-    pack_bin(&pk, body.p, body.len);
-    pack_bin(&pk, r->sig, DHT_SIG_LEN);
-    if (o.len > o.cap) return -EMSGSIZE;
-    /* the record rules are the decoder's: what we sign must be what every peer accepts */
-    members_record_t check;
-    if (members_record_decode(&check, out, o.len, false) != 0) return -EINVAL;
-    return (int)o.len;
 }
 
 /* --- index --- */
@@ -629,10 +427,10 @@ int members_gossip_request(members_t *m, p2p_buf_t *out)
     if (rc >= 0) {
         bw_t w = {out, false};
         msgpack_packer pk;
-        msgpack_packer_init(&pk, &w, buf_write);
+        msgpack_packer_init(&pk, &w, members_buf_write);
         msgpack_pack_map(&pk, 1);
-        pack_str(&pk, "digest");
-        pack_bin(&pk, d.data, d.len);
+        members_pack_str(&pk, "digest");
+        members_pack_bin(&pk, d.data, d.len);
         rc = w.overflow ? -E2BIG : 0;
     }
     p2p_buf_free(&d);
@@ -649,7 +447,8 @@ static int parse_body(body_t *b, const uint8_t *buf, size_t len)
 {
     msgpack_object o;
     memset(b, 0, sizeof(*b));
-    if (unpack(buf, len, MEMBERS_MSG_MAX, 4, 8 * (uint64_t)MEMBERS_MAX + 64, &b->zone, &o) != 0)
+    if (members_unpack(buf, len, MEMBERS_MSG_MAX, 4, 8 * (uint64_t)MEMBERS_MAX + 64, &b->zone,
+                       &o) != 0)
         return -EBADMSG;
     if (o.type != MSGPACK_OBJECT_MAP) goto bad;
     for (uint32_t i = 0; i < o.via.map.size; i++) {
@@ -683,21 +482,21 @@ static void pack_records(const members_t *m, const uint32_t *ix, size_t k, const
     while (fit < k && bytes + m->ents[ix[fit]].raw_len + 16 <= MEMBERS_GOSSIP_MAX_BYTES)
         bytes += m->ents[ix[fit++]].raw_len + 16;
     msgpack_pack_map(pk, want ? 2 : 1);
-    pack_str(pk, "records");
+    members_pack_str(pk, "records");
     msgpack_pack_array(pk, fit);
     for (size_t i = 0; i < fit; i++) {
         const entry_t *e = &m->ents[ix[i]];
         msgpack_pack_array(pk, 2);
-        pack_bin(pk, e->raw, e->raw_len);
+        members_pack_bin(pk, e->raw, e->raw_len);
         msgpack_pack_uint64(pk, (uint64_t)age_of(e, now));
     }
     if (!want) return;
-    pack_str(pk, "want");
+    members_pack_str(pk, "want");
     msgpack_pack_array(pk, nwant);
     for (size_t i = 0; i < nwant; i++) {
         uint8_t p[MEMBERS_PREFIX_LEN];
         p2p_put_be64(p, want[i].prefix);
-        pack_bin(pk, p, sizeof(p));
+        members_pack_bin(pk, p, sizeof(p));
     }
 }
 
@@ -762,7 +561,7 @@ int members_gossip_respond(members_t *m, const uint8_t *req, size_t len, uint64_
         ix[k] = fresh[k].i;
     bw_t w = {out, false};
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &w, buf_write);
+    msgpack_packer_init(&pk, &w, members_buf_write);
     pack_records(m, ix, ns, want, nw, now, &pk);
     rc = w.overflow ? -E2BIG : 0;
 fail:
@@ -812,7 +611,7 @@ int members_gossip_consume_response(members_t *m, const uint8_t *resp, size_t le
     if (k > 0) {
         bw_t w = {push, false};
         msgpack_packer pk;
-        msgpack_packer_init(&pk, &w, buf_write);
+        msgpack_packer_init(&pk, &w, members_buf_write);
         pack_records(m, ix, k, NULL, 0, now, &pk);
         if (w.overflow) changed = -E2BIG;
     }
