@@ -562,8 +562,8 @@ int node_cluster_start(node_t *node, char *err, size_t errlen)
         return rc;
     }
     randombytes_buf(&node->cl_rng, sizeof(node->cl_rng));
-    rpc_auth_config_t auth = {
-        .secret = node->auth_secret, .secret_len = node->auth_secret_len, .audience = "p2p-admin"};
+    rpc_auth_config_t auth;
+    node_auth_config(node, &auth);
     rpc_peer_config_t pc = {node->public_key, node->secret_key, node->network_key, node->reg,
                             &auth};
     const char *host = node->cfg.dht_host[0] ? node->cfg.dht_host : NULL;

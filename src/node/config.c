@@ -30,6 +30,7 @@ enum key {
     K_NETKEY,
     K_AUTH_FILE,
     K_AUTH,
+    K_AUTH_PREV,
     K_TOKEN_EXPIRE,
     K_MAX_PEERS,
     K_PEER_TIMEOUT,
@@ -61,6 +62,8 @@ static const struct setting {
     [K_AUTH_FILE] = {"auth-secret-file", "AUTH_SECRET_FILE",
                      "JWT secret file (default DATA_DIR/auth.secret)"},
     [K_AUTH] = {NULL, "AUTH_SECRET", "the JWT secret itself (>= 32 bytes)"},
+    [K_AUTH_PREV] = {NULL, "AUTH_SECRET_PREVIOUS",
+                     "the previous JWT secret, still accepted during a rotation"},
     [K_TOKEN_EXPIRE] = {"token-expire-minutes", "TOKEN_EXPIRE_MINUTES",
                         "access-token lifetime (default 60)"},
     [K_MAX_PEERS] = {"max-peers", "MAX_PEERS", "cap on tracked peers (default 4096)"},
@@ -465,6 +468,15 @@ static int resolve(source_t *s, node_config_t *cfg, bool tty)
         if (strlen(s->val[K_AUTH]) < 32)
             return fail(s, "invalid AUTH_SECRET: shorter than 32 bytes");
         snprintf(cfg->auth_secret_b64, sizeof(cfg->auth_secret_b64), "%s", s->val[K_AUTH]);
+    }
+    if (s->val[K_AUTH_PREV] && *s->val[K_AUTH_PREV]) {
+        if (strlen(s->val[K_AUTH_PREV]) >= sizeof(cfg->auth_secret_prev_b64))
+            return fail(s, "invalid AUTH_SECRET_PREVIOUS: longer than %zu characters",
+                        sizeof(cfg->auth_secret_prev_b64) - 1);
+        if (strlen(s->val[K_AUTH_PREV]) < 32)
+            return fail(s, "invalid AUTH_SECRET_PREVIOUS: shorter than 32 bytes");
+        snprintf(cfg->auth_secret_prev_b64, sizeof(cfg->auth_secret_prev_b64), "%s",
+                 s->val[K_AUTH_PREV]);
     }
     cfg->token_expire_minutes = 60;
     if (s->val[K_TOKEN_EXPIRE] &&

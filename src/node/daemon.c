@@ -228,8 +228,8 @@ static int start_rpc(node_t *node, char *err, size_t errlen)
     if ((rc = rpc_registry_set_node_name(node->reg, node->cfg.name)) < 0) goto fail;
     if ((rc = node_methods_register(node, node->reg)) < 0) goto fail;
     if ((rc = node_cluster_register(node, node->reg)) < 0) goto fail;
-    rpc_auth_config_t auth = {
-        .secret = node->auth_secret, .secret_len = node->auth_secret_len, .audience = "p2p-admin"};
+    rpc_auth_config_t auth;
+    node_auth_config(node, &auth);
     if ((rc = rpc_local_start(node->loop, node->rpc_path, node->reg, &auth, &node->rpc)) < 0) {
         node->rpc = NULL;
         goto fail;
@@ -239,6 +239,18 @@ fail:
     snprintf(err, errlen, "cannot start the local RPC socket %s: %s", node->rpc_path,
              rc < 0 && rc > -4096 ? strerror(-rc) : "error");
     return rc;
+}
+
+void node_auth_config(const node_t *node, rpc_auth_config_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->secret = node->auth_secret;
+    out->secret_len = node->auth_secret_len;
+    if (node->auth_prev_len) {
+        out->prev_secret = node->auth_prev;
+        out->prev_secret_len = node->auth_prev_len;
+    }
+    out->audience = "p2p-admin";
 }
 
 static void log_ready(node_t *node)
@@ -323,6 +335,7 @@ static void part_done(void *arg)
     node->lock_fd = -1;
     sodium_memzero(node->secret_key, sizeof(node->secret_key));
     sodium_memzero(node->auth_secret, sizeof(node->auth_secret));
+    sodium_memzero(node->auth_prev, sizeof(node->auth_prev));
     if (node->stopped_cb) node->stopped_cb(node->stopped_arg);
 }
 

@@ -191,6 +191,20 @@ fail:
 
 int node_auth_secret_load(node_t *node, char *err, size_t errlen)
 {
+    const node_config_t *pc = &node->cfg;
+    node->auth_prev_len = 0;
+    if (pc->auth_secret_prev_b64[0]) {
+        size_t n = strlen(pc->auth_secret_prev_b64);
+        int d =
+            p2p_b64_decode(node->auth_prev, sizeof(node->auth_prev), pc->auth_secret_prev_b64, n);
+        if (d >= 32) {
+            node->auth_prev_len = (size_t)d;
+        } else if (n >= 32 && n <= sizeof(node->auth_prev)) {
+            memcpy(node->auth_prev, pc->auth_secret_prev_b64,
+                   n); /* a plain string, as AUTH_SECRET */
+            node->auth_prev_len = n;
+        }
+    }
     const node_config_t *cfg = &node->cfg;
     char path[NODE_PATH_MAX + 32];
     int rc;

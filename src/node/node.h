@@ -38,6 +38,7 @@ typedef struct node_config {
     char network_key_b64[128];            /* NETWORK_KEY from the environment, "" if absent */
     char auth_secret_file[NODE_PATH_MAX]; /* "" = DATA_DIR/auth.secret */
     char auth_secret_b64[512];            /* AUTH_SECRET from the environment, "" if absent */
+    char auth_secret_prev_b64[512];       /* AUTH_SECRET_PREVIOUS (rotation), "" if absent */
     int token_expire_minutes;
     int max_peers;
     int peer_timeout_s;
@@ -57,9 +58,11 @@ typedef struct node {
     uint8_t network_key[DHT_NET_KEY_LEN];
     uint8_t auth_secret[NODE_AUTH_SECRET_MAX];
     size_t auth_secret_len;
-    dht_uv_t *dhtuv;     /* dht_uv_core(node->dhtuv) is the DHT */
-    rpc_registry_t *reg; /* the one method table */
-    rpc_local_t *rpc;    /* DATA_DIR/rpc.sock server */
+    uint8_t auth_prev[NODE_AUTH_SECRET_MAX]; /* previous secret during a rotation */
+    size_t auth_prev_len;                    /* 0 = none */
+    dht_uv_t *dhtuv;                         /* dht_uv_core(node->dhtuv) is the DHT */
+    rpc_registry_t *reg;                     /* the one method table */
+    rpc_local_t *rpc;                        /* DATA_DIR/rpc.sock server */
     uint64_t start_wall_ms;
     uint64_t start_mono_ms;
 
@@ -104,5 +107,10 @@ int node_run(const node_config_t *cfg, int argc, char *const *argv, node_log_t *
 /* Registers the node's own methods (system.local.node.*, system.local.dht.*) in reg, with node as
  * their context. Returns 0 or a negative errno. Implemented in node_methods.c. */
 int node_methods_register(node_t *node, rpc_registry_t *reg);
+
+/* Fills out with the node's token-checking settings: the auth secret, the previous one during a
+ * rotation, the audience. Points into node. */
+struct rpc_auth_config;
+void node_auth_config(const node_t *node, struct rpc_auth_config *out);
 
 #endif

@@ -833,3 +833,10 @@ def peer_client(node, net_key_b64=None, timeout=5.0):
     pk = bytes.fromhex(info["public_key"])
     key = base64.b64decode(net_key_b64 or node.net.network_key)
     return PeerClient(node.dht_port, key, pk, timeout=timeout)
+
+
+def sanitized_build():
+    """True when p2p-node is built with AddressSanitizer: its allocator keeps freed memory in a
+    quarantine and shadows every byte, so RSS figures say nothing about the node's own bounds."""
+    with open(node_bin(), "rb") as f:
+        return b"__asan_init" in f.read()

@@ -34,6 +34,14 @@ RSS_GROWTH_MAX_KB = 64 * 1024
 CLOSE_WAIT = 5.0  # how long a rejected connection may stay open before we call it "not closed"
 
 
+def rss_ok(growth_kb, what):
+    """True when growth is within the bound (always true, with a note, on a sanitizer build)."""
+    if p2p.sanitized_build():
+        p2p.log("NOTE: ASan build: RSS bound not checked for %s (grew %d kB)" % (what, growth_kb))
+        return True
+    return growth_kb < RSS_GROWTH_MAX_KB
+
+
 class Env:
     def __init__(self):
         self.root = p2p.tmpdir("p2p-peerbad-")
@@ -324,7 +332,7 @@ def test_oversized_rpc_frame(e):
     finally:
         c.close()
     still_serving(e)
-    assert e.a.rss_kb() - rss0 < RSS_GROWTH_MAX_KB, "RSS grew %d kB" % (e.a.rss_kb() - rss0)
+    assert rss_ok(e.a.rss_kb() - rss0, "an oversized frame"), "RSS grew %d kB" % (e.a.rss_kb() - rss0)
 
 
 def test_goodbye_then_data(e):
@@ -388,7 +396,7 @@ def test_peer_slow_reader(e):
         still_serving(e)
     finally:
         c.close()
-    assert e.a.rss_kb() - rss0 < RSS_GROWTH_MAX_KB, "RSS grew %d kB" % (e.a.rss_kb() - rss0)
+    assert rss_ok(e.a.rss_kb() - rss0, "a slow peer reader"), "RSS grew %d kB" % (e.a.rss_kb() - rss0)
 
 
 # --- local socket -----------------------------------------------------------------------------
@@ -438,13 +446,13 @@ def test_local_flood(e):
         sent, total, c = flood(e, method, params, 100000, auth)
         rss1 = e.a.rss_kb()
         p2p.log("%s flood: wrote %d of %d bytes; RSS %d -> %d kB" % (method, sent, total, rss0, rss1))
-        assert rss1 - rss0 < RSS_GROWTH_MAX_KB, "RSS grew %d kB under the flood" % (rss1 - rss0)
+        assert rss_ok(rss1 - rss0, method + " flood"), "RSS grew %d kB under the flood" % (rss1 - rss0)
         still_serving(e)  # a fresh client is served while the flooder sits unread
         n, codes = count_replies(c)
         rss2 = e.a.rss_kb()
         c.close()
         p2p.log("%s flood: %d replies read afterwards, errors %r; RSS %d kB" % (method, n, codes, rss2))
-        assert rss2 - rss0 < RSS_GROWTH_MAX_KB
+        assert rss_ok(rss2 - rss0, method + " flood, replies read"), "RSS grew %d kB" % (rss2 - rss0)
         other = {k: v for k, v in codes.items() if k != p2p.RESOURCE_EXHAUSTED}
         assert not other, "unexpected errors under the flood: %r" % other
         # either every call was taken and answered, or the node pushed back (stopped reading,
@@ -467,7 +475,7 @@ def test_local_flood_bounded(e):
         still_serving(e)
     finally:
         c.close()
-    assert rss1 - rss0 < RSS_GROWTH_MAX_KB, "RSS grew %d kB under 1,000,000 unread pings" % (rss1 - rss0)
+    assert rss_ok(rss1 - rss0, "1M pings"), "RSS grew %d kB under 1,000,000 unread pings" % (rss1 - rss0)
     still_serving(e)
 
 
