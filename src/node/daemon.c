@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -199,6 +201,58 @@ static int lock_data_dir(node_t *node, char *err, size_t errlen)
     return 0;
 }
 
+/* Binds a socket of type on host:port (port 0 = any); returns the bound port or -errno. The
+ * socket is closed again unless keep_fd is given. */
+static int probe_bind(int family, int type, const char *host, int port, int *keep_fd)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    socklen_t len;
+    if (family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        if (host && inet_pton(AF_INET6, host, &a->sin6_addr) != 1) return -EINVAL;
+        len = sizeof(*a);
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        a->sin_port = htons((uint16_t)port);
+        if (host && inet_pton(AF_INET, host, &a->sin_addr) != 1) return -EINVAL;
+        len = sizeof(*a);
+    }
+    int fd = socket(family, type | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    int rc = bind(fd, (struct sockaddr *)&ss, len);
+    if (rc == 0 && getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+        rc = ntohs(family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                      : ((struct sockaddr_in *)&ss)->sin_port);
+    else
+        rc = -errno;
+    if (keep_fd && rc > 0)
+        *keep_fd = fd;
+    else
+        close(fd);
+    return rc;
+}
+
+/* With --dht-port 0 the UDP port is chosen so that the same number is free on TCP too (the peer
+ * channel): a few candidates from the kernel are tried. Returns a port, or 0 to let it choose. */
+static int pick_port(const char *host)
+{
+    int family = host && strchr(host, ':') ? AF_INET6 : AF_INET;
+    const char *h = host && strcmp(host, "0.0.0.0") && strcmp(host, "::") ? host : NULL;
+    for (int i = 0; i < 16; i++) {
+        int fd = -1;
+        int port = probe_bind(family, SOCK_STREAM, h, 0, &fd);
+        if (port <= 0) return 0;
+        int u = probe_bind(family, SOCK_DGRAM, h, port, NULL);
+        close(fd);
+        if (u == port) return port;
+    }
+    return 0;
+}
+
 static int start_dht(node_t *node, char *err, size_t errlen)
 {
     dht_config_t dc;
@@ -211,7 +265,8 @@ static int start_dht(node_t *node, char *err, size_t errlen)
     dc.ip_diversity = !(node->cfg.dht_host[0] && host_is_loopback(node->cfg.dht_host));
     dc.peer_cache = (uint32_t)node->cfg.max_peers; /* MAX_PEERS: peers tracked beyond the table */
     const char *host = node->cfg.dht_host[0] ? node->cfg.dht_host : NULL;
-    int rc = dht_uv_start(node->loop, &dc, host, node->cfg.dht_port, &node->dhtuv);
+    int port = node->cfg.dht_port ? node->cfg.dht_port : pick_port(host);
+    int rc = dht_uv_start(node->loop, &dc, host, port, &node->dhtuv);
     sodium_memzero(&dc, sizeof(dc));
     if (rc < 0) {
         node->dhtuv = NULL;
