@@ -401,8 +401,9 @@ int main(int argc, char **argv)
                 }
             }
         }
-        struct timespec wait = {0, 100000000}; /* 100 ms, or until the next call is due */
-        if (o.rate > 0 && !stop_sending) {
+        struct timespec wait = {0, 100000000};         /* 100 ms, or until the next call is due */
+        unsigned cap = o.inflight * (unsigned)o.conns; /* at the cap: sleep until a reply comes */
+        if (o.rate > 0 && !stop_sending && total_inflight < cap) {
             uint64_t due = start + (uint64_t)((double)sent * interval_ns), t1 = now_ns();
             wait.tv_nsec = due > t1 ? (long)P_MIN(due - t1, 100000000u) : 0;
         }

@@ -116,7 +116,7 @@ void p2p_buf_init(p2p_buf_t *b, size_t limit)
     b->limit = limit;
 }
 
-int p2p_buf_append(p2p_buf_t *b, const void *p, size_t n)
+int p2p_buf_reserve(p2p_buf_t *b, size_t n)
 {
     if (n > b->limit || b->len > b->limit - n) return -E2BIG;
     if (b->len + n > b->cap) {
@@ -129,7 +129,14 @@ int p2p_buf_append(p2p_buf_t *b, const void *p, size_t n)
         b->data = nd;
         b->cap = ncap;
     }
-    memcpy(b->data + b->len, p, n);
+    return 0;
+}
+
+int p2p_buf_append(p2p_buf_t *b, const void *p, size_t n)
+{
+    int r = p2p_buf_reserve(b, n);
+    if (r < 0) return r;
+    if (n) memcpy(b->data + b->len, p, n);
     b->len += n;
     return 0;
 }

@@ -51,6 +51,9 @@ void p2p_buf_init(p2p_buf_t *b, size_t limit);
  */
 int p2p_buf_append(p2p_buf_t *b, const void *p, size_t n);
 
+/* Makes room for n more bytes without changing len; returns 0, -ENOMEM or -E2BIG past the limit. */
+int p2p_buf_reserve(p2p_buf_t *b, size_t n);
+
 /* Drops the first n bytes (n <= len). */
 void p2p_buf_consume(p2p_buf_t *b, size_t n);
 

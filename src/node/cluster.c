@@ -384,7 +384,7 @@ static void gossip_timer_cb(uv_timer_t *timer)
     self_record(node, &r);
     if (members_set_self(node->members, &r, now) == 1) publish_record(node);
     members_tick(node->members, now);
-    dht_id_t ids[MEMBERS_GOSSIP_FANOUT];
+    dht_id_t ids[MEMBERS_GOSSIP_FANOUT + 1]; /* members_pick may add a down member */
     int n = members_pick(node->members, now, MEMBERS_GOSSIP_FANOUT, &node->cl_rng, ids);
     for (int i = 0; i < n; i++) {
         members_view_t v;

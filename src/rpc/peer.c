@@ -40,6 +40,9 @@ struct rpc_peer {
     void (*done_cb)(void *arg);
     void *done_arg;
     rpc_peer_stats_t st;
+    uv_prepare_t prepare; /* writes what the loop iteration gathered, before it polls */
+    bool prepare_open;
+    size_t n_dirty; /* connections with gathered output */
     char rbuf[RPC_PEER_READ_CHUNK];
 };
 
@@ -68,7 +71,9 @@ struct pconn {
     rpc_shs_t *shs;
     rpc_box_enc_t enc;
     rpc_box_dec_t *dec;
-    size_t queued;       /* encrypted bytes handed to libuv, not yet written */
+    size_t queued;       /* bytes held for the peer: gathered frames and writes in flight */
+    p2p_buf_t out;       /* encrypted frames gathered in this loop iteration */
+    bool dirty;          /* out holds bytes (counted in p->n_dirty) */
     p2p_buf_t early;     /* outbound: plaintext requests waiting for the handshake */
     rpc_session_t *sess; /* inbound */
     rpc_decoder_t rdec;  /* outbound: response frames */
@@ -108,6 +113,7 @@ static void conn_close_cb(uv_handle_t *h)
     if (--c->open > 0) return;
     rpc_peer_t *p = c->p;
     rpc_decoder_free(&c->rdec);
+    p2p_buf_free(&c->out);
     free(c->dec);
     free(c);
     p->closing--;
@@ -140,6 +146,12 @@ static void conn_close(pconn_t *c, int status)
     rpc_peer_t *p = c->p;
     if (c->closed) return;
     c->closed = true;
+    if (c->dirty) { /* gathered frames die with the connection */
+        c->dirty = false;
+        p->n_dirty--;
+        c->queued -= c->out.len;
+        c->out.len = 0;
+    }
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -264,7 +276,49 @@ static int send_raw(pconn_t *c, const uint8_t *buf, size_t len, wreq_t *w)
     return 0;
 }
 
-/* Encrypts and queues plaintext on an open connection, with backpressure. */
+/* Writes the frames gathered on c: what the kernel takes at once costs nothing more, the rest
+ * goes out as one write whose memory counts for backpressure. */
+static void flush_conn(pconn_t *c)
+{
+    if (!c->dirty) return;
+    c->dirty = false;
+    c->p->n_dirty--;
+    size_t off = 0, len = c->out.len;
+    if (c->closed || len == 0) {
+        c->queued -= len;
+        c->out.len = 0;
+        return;
+    }
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0) {
+        uv_buf_t b = uv_buf_init((char *)c->out.data, (unsigned)len);
+        int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        if (n > 0) off = (size_t)n;
+    }
+    c->queued -= len; /* send_raw counts what it queues again */
+    c->p->st.bytes_out += off;
+    if (off < len) {
+        wreq_t *w = malloc(sizeof(*w) + (len - off));
+        if (!w ||
+            (memcpy(w->data, c->out.data + off, len - off), send_raw(c, NULL, len - off, w)) < 0) {
+            c->out.len = 0;
+            conn_kill(c, -ECONNRESET);
+            return;
+        }
+        c->queued += sizeof(*w); /* the request's own memory */
+        w->len += sizeof(*w);
+    }
+    c->out.len = 0;
+}
+
+static void prepare_cb(uv_prepare_t *h)
+{
+    rpc_peer_t *p = h->data;
+    for (pconn_t *c = p->conns; c && p->n_dirty > 0; c = c->next)
+        flush_conn(c);
+}
+
+/* Encrypts plaintext on an open connection into the frames gathered for this loop iteration,
+ * with backpressure. */
 static int send_plain(pconn_t *c, const uint8_t *buf, size_t len)
 {
     if (c->closed || c->kill || c->draining) return -EPIPE;
@@ -274,13 +328,17 @@ static int send_plain(pconn_t *c, const uint8_t *buf, size_t len)
         conn_kill(c, -ECONNRESET); /* the peer reads nothing */
         return -ENOBUFS;
     }
-    wreq_t *w = malloc(sizeof(*w) + n);
-    if (!w) return -ENOMEM;
-    rpc_box_encode(&c->enc, buf, len, w->data);
-    int r = send_raw(c, NULL, n, w);
-    if (r < 0) {
+    size_t at = c->out.len;
+    if (p2p_buf_reserve(&c->out, n) < 0) {
         conn_kill(c, -ECONNRESET);
-        return r;
+        return -ENOMEM;
+    }
+    rpc_box_encode(&c->enc, buf, len, c->out.data + at);
+    c->out.len = at + n;
+    c->queued += n;
+    if (!c->dirty) {
+        c->dirty = true;
+        c->p->n_dirty++;
     }
     if (!c->outbound && c->queued > RPC_PEER_MAX_OUTPUT) set_reading(c, false);
     return 0;
@@ -296,6 +354,7 @@ static int session_write(void *ctx, const uint8_t *buf, size_t len)
 static void conn_goodbye(pconn_t *c)
 {
     if (c->closed || c->draining) return;
+    flush_conn(c); /* what was gathered goes before the goodbye */
     if (c->state == ST_OPEN) {
         uint8_t bye[RPC_BOX_HEADER_LEN];
         rpc_box_goodbye(&c->enc, bye);
@@ -530,6 +589,7 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
                 int s = rpc_session_input(c->sess, body, blen, now_ms(), p2p_wall_ms() / 1000);
                 if (s < 0 && !c->kill) { /* PARSE_ERROR is queued: close once written */
                     c->p->st.protocol_errors++;
+                    flush_conn(c);
                     c->draining = true;
                     c->hs_deadline = now_ms() + RPC_PEER_HANDSHAKE_MS;
                     set_reading(c, false);
@@ -585,6 +645,7 @@ static pconn_t *conn_new(rpc_peer_t *p, bool outbound)
     c->hs_deadline = c->last_active + RPC_PEER_HANDSHAKE_MS;
     c->next_msgid = 1;
     p2p_buf_init(&c->early, RPC_PEER_MAX_OUTPUT);
+    p2p_buf_init(&c->out, RPC_PEER_MAX_OUTPUT_HARD);
     rpc_decoder_init(&c->rdec);
     c->next = p->conns;
     if (p->conns) p->conns->prev = c;
@@ -825,6 +886,10 @@ int rpc_peer_start(uv_loop_t *loop, const rpc_peer_config_t *cfg, const char *ho
         if (p->n_listeners == 0) goto fail;
         return r;
     }
+    uv_prepare_init(loop, &p->prepare);
+    p->prepare.data = p;
+    uv_prepare_start(&p->prepare, prepare_cb);
+    p->prepare_open = true;
     *out = p;
     return 0;
 fail:
@@ -852,6 +917,11 @@ void rpc_peer_stop(rpc_peer_t *p, void (*done_cb)(void *arg), void *arg)
     p->done_cb = done_cb;
     p->done_arg = arg;
     p->closing++; /* held until the end of this function: callbacks below may re-enter */
+    if (p->prepare_open) {
+        p->prepare_open = false;
+        p->closing++;
+        uv_close((uv_handle_t *)&p->prepare, listener_close_cb);
+    }
     for (int i = 0; i < p->n_listeners; i++) {
         p->closing++;
         uv_close((uv_handle_t *)&p->listeners[i], listener_close_cb);
