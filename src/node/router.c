@@ -92,6 +92,10 @@ static void fan_free(fan_t *f)
 static void fan_finish(fan_t *f)
 {
     rpc_call_t *call = f->call;
+    if (!call) { /* answered directly by leg_reply */
+        fan_free(f);
+        return;
+    }
     if (!f->glob && f->n == 1) {
         leg_t *l = &f->legs[0];
         msgpack_unpacked u;
@@ -162,6 +166,24 @@ static void leg_error(leg_t *l, int code, const char *msg)
 static void leg_reply(void *arg, int status, const msgpack_object *err, const msgpack_object *res)
 {
     leg_t *l = arg;
+    fan_t *f = l->fan;
+    if (status == 0 && !f->glob && f->n == 1) {
+        /* one named target: pass its answer straight through, packed once */
+        rpc_call_t *call = f->call;
+        if (err && err->type != MSGPACK_OBJECT_NIL) {
+            rpc_call_error_object(call, err);
+        } else {
+            if (res)
+                msgpack_pack_object(rpc_call_packer(call), *res);
+            else
+                msgpack_pack_nil(rpc_call_packer(call));
+            rpc_call_reply(call);
+        }
+        l->done = true;
+        f->call = NULL; /* answered */
+        if (--f->left == 0) fan_free(f);
+        return;
+    }
     if (status == -ETIMEDOUT) {
         leg_error(l, RPC_ERR_UNAVAILABLE, "node did not answer before the deadline");
         return;

@@ -31,6 +31,9 @@ struct rpc_local {
     bool stopping;
     void (*done_cb)(void *arg);
     void *done_arg;
+    uv_prepare_t prepare; /* writes answers given outside reads, once per loop iteration */
+    bool prepare_open;
+    size_t n_dirty;
     char rbuf[RPC_READ_CHUNK];
 };
 
@@ -43,7 +46,8 @@ struct conn {
     size_t queued; /* bytes held for the client: gathered replies and libuv writes in flight */
     p2p_buf_t out; /* replies gathered while a read is processed, written together */
     bool in_read;
-    int open; /* handles not yet closed */
+    bool dirty; /* out holds answers given outside a read (counted in srv->n_dirty) */
+    int open;   /* handles not yet closed */
     bool reading;
     bool draining; /* close once the queue is written (after a PARSE_ERROR) */
     bool kill;     /* close at the next safe point */
@@ -86,6 +90,10 @@ static void conn_close(conn_t *c)
     rpc_local_t *s = c->srv;
     if (c->closed) return;
     c->closed = true;
+    if (c->dirty) {
+        c->dirty = false;
+        s->n_dirty--;
+    }
     rpc_session_free(c->sess);
     c->sess = NULL;
     if (c->prev)
@@ -166,6 +174,10 @@ static void write_cb(uv_write_t *req, int status)
  */
 static void flush(conn_t *c)
 {
+    if (c->dirty) {
+        c->dirty = false;
+        c->srv->n_dirty--;
+    }
     if (c->out.len == 0 || c->closed) return;
     size_t off = 0;
     if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) == 0) {
@@ -213,8 +225,18 @@ static int conn_write(void *ctx, const uint8_t *buf, size_t len)
     if (p2p_buf_append(&c->out, buf, len) < 0) return -ENOMEM;
     c->queued += len;
     if (c->queued > RPC_MAX_OUTPUT) set_reading(c, false);
-    if (!c->in_read) flush(c); /* an answer given later, outside a read */
+    if (!c->in_read && !c->dirty) { /* an answer given later: written before the loop polls */
+        c->dirty = true;
+        c->srv->n_dirty++;
+    }
     return 0;
+}
+
+static void prepare_cb(uv_prepare_t *h)
+{
+    rpc_local_t *s = h->data;
+    for (conn_t *c = s->conns; c && s->n_dirty > 0; c = c->next)
+        if (c->dirty) flush(c);
 }
 
 static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
@@ -342,6 +364,10 @@ int rpc_local_start(uv_loop_t *loop, const char *path, rpc_registry_t *reg,
         uv_close((uv_handle_t *)&s->listener, listener_close_cb);
         return r;
     }
+    uv_prepare_init(loop, &s->prepare);
+    s->prepare.data = s;
+    uv_prepare_start(&s->prepare, prepare_cb);
+    s->prepare_open = true;
     *out = s;
     return 0;
 fail:
@@ -361,6 +387,11 @@ void rpc_local_stop(rpc_local_t *s, void (*done_cb)(void *arg), void *arg)
     unlink(s->path);
     s->closing++;
     uv_close((uv_handle_t *)&s->listener, listener_close_cb);
+    if (s->prepare_open) {
+        s->prepare_open = false;
+        s->closing++;
+        uv_close((uv_handle_t *)&s->prepare, listener_close_cb);
+    }
     while (s->conns)
         conn_close(s->conns);
 }

@@ -109,6 +109,7 @@ rpc_registry_t *rpc_registry_new(void)
 
 void rpc_registry_free(rpc_registry_t *reg)
 {
+    if (reg) free(reg->tokens);
     free(reg);
 }
 

@@ -43,6 +43,7 @@ struct rpc_registry {
     void *router_ctx;
     rpc_audit_fn audit;
     void *audit_ctx;
+    struct rpc_token_cache *tokens; /* tokens verified recently (session.c) */
 };
 
 /* Outcome of resolving a method address. */

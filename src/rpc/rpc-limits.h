@@ -33,6 +33,9 @@
 #ifndef RPC_MAX_METHOD_NAME
 #define RPC_MAX_METHOD_NAME 255 /* length of a method address */
 #endif
+#ifndef RPC_TOKEN_CACHE
+#define RPC_TOKEN_CACHE 16 /* verified tokens remembered (forwarded calls carry one each) */
+#endif
 #ifndef RPC_MAX_TOKEN
 #define RPC_MAX_TOKEN 8192 /* length of a JWT */
 #endif

@@ -553,6 +553,44 @@ static int check_access(rpc_principal_t *p, const rpc_method_t *m, const char *n
     return 0;
 }
 
+/* Tokens verified recently, by a hash of the whole token (signature included): forwarded calls
+ * carry the same token again and again, and verifying it costs more than the call. */
+struct rpc_token_cache {
+    struct {
+        uint8_t hash[16];
+        bool used;
+        rpc_principal_t p;
+    } e[RPC_TOKEN_CACHE];
+    unsigned next;
+};
+
+static int verify_token(rpc_session_t *s, const char *tok, size_t len, uint64_t wall_s,
+                        rpc_principal_t *out, const char **why)
+{
+    struct rpc_token_cache *tc = s->reg->tokens;
+    if (!tc && (tc = s->reg->tokens = calloc(1, sizeof(*tc))) == NULL)
+        return rpc_jwt_verify(s->auth, tok, len, wall_s, out, why);
+    uint8_t h[16];
+    crypto_generichash(h, sizeof(h), (const uint8_t *)tok, len, NULL, 0);
+    for (unsigned i = 0; i < RPC_TOKEN_CACHE; i++) {
+        if (!tc->e[i].used || sodium_memcmp(tc->e[i].hash, h, sizeof(h)) != 0) continue;
+        if (tc->e[i].p.exp + RPC_JWT_LEEWAY_S < wall_s) { /* expired since: verify again */
+            tc->e[i].used = false;
+            break;
+        }
+        *out = tc->e[i].p;
+        return 0;
+    }
+    int r = rpc_jwt_verify(s->auth, tok, len, wall_s, out, why);
+    if (r == 0) {
+        unsigned i = tc->next++ % RPC_TOKEN_CACHE;
+        memcpy(tc->e[i].hash, h, sizeof(h));
+        tc->e[i].p = *out;
+        tc->e[i].used = true;
+    }
+    return r;
+}
+
 /* Makes the call object of a request that passed every check. */
 static rpc_call_t *new_call(rpc_session_t *s, const request_t *rq, rpc_frame_t *f,
                             const rpc_method_t *m, const rpc_principal_t *p, uint64_t now_ms)
@@ -615,8 +653,8 @@ static void handle_frame(rpc_session_t *s, rpc_frame_t *f, uint64_t now_ms, uint
     /* who is calling: the call's own _token (forwarded calls), else the connection's */
     rpc_principal_t *p = &s->principal, own;
     if (rq.token) {
-        if (rpc_jwt_verify(s->auth, rq.token->via.str.ptr, rq.token->via.str.size, wall_s, &own,
-                           &msg) < 0) {
+        if (verify_token(s, rq.token->via.str.ptr, rq.token->via.str.size, wall_s, &own, &msg) <
+            0) {
             memset(&own, 0, sizeof(own));
             refuse(s, &rq, &own, RPC_ERR_UNAUTHENTICATED, msg, NULL, res.method || routed, now_ms);
             goto done;
