@@ -23,8 +23,10 @@ struct rpc_call {
     uint64_t now, deadline;
     rpc_method_t m; /* a copy: the registry may go first */
     const msgpack_object *args[RPC_MAX_PARAMS];
-    rpc_frame_t *frame; /* owns what args point into */
-    rpc_principal_t principal;
+    rpc_frame_t *frame;        /* owns what args point into */
+    char sub[RPC_MAX_SUB + 1]; /* the caller: subject and role (the token itself only when the */
+    rpc_role_t role;           /* call is forwarded: most calls never need it) */
+    char *token;
     const char *address; /* the method address as called (points into frame) */
     size_t address_len;
     const msgpack_object *named; /* the params map as received (points into frame) */
@@ -69,6 +71,7 @@ static void release(rpc_call_t *c)
     if (--c->refs > 0) return;
     rpc_frame_free(c->frame);
     msgpack_sbuffer_destroy(&c->result);
+    free(c->token);
     free(c);
 }
 
@@ -192,8 +195,8 @@ static void answer_obj(rpc_call_t *c, int code, const char *msg, const char *par
     if (c->answered || !s) return;
     c->answered = true;
     if (c->audit)
-        audit(c->audit, c->audit_ctx, c->principal.sub, c->origin, c->address, c->address_len,
-              c->named, code, c->now);
+        audit(c->audit, c->audit_ctx, c->sub, c->origin, c->address, c->address_len, c->named, code,
+              c->now);
     if (!c->notify)
         respond_obj(s, true, c->msgid, code, msg, param, err, c->result.data, c->result.size);
     unlink_call(s, c);
@@ -298,12 +301,12 @@ bool rpc_call_bool(const rpc_call_t *call, const char *name)
 
 const char *rpc_call_sub(const rpc_call_t *call)
 {
-    return call->principal.sub;
+    return call->sub;
 }
 
 rpc_role_t rpc_call_role(const rpc_call_t *call)
 {
-    return call->principal.role;
+    return call->role;
 }
 
 uint64_t rpc_call_now(const rpc_call_t *call)
@@ -334,7 +337,7 @@ const msgpack_object *rpc_call_params(const rpc_call_t *call)
 
 const char *rpc_call_token(const rpc_call_t *call)
 {
-    return call->principal.token;
+    return call->token ? call->token : "";
 }
 
 const char *rpc_call_origin(const rpc_call_t *call)
@@ -593,10 +596,15 @@ static int verify_token(rpc_session_t *s, const char *tok, size_t len, uint64_t 
 
 /* Makes the call object of a request that passed every check. */
 static rpc_call_t *new_call(rpc_session_t *s, const request_t *rq, rpc_frame_t *f,
-                            const rpc_method_t *m, const rpc_principal_t *p, uint64_t now_ms)
+                            const rpc_method_t *m, const rpc_principal_t *p, bool keep_token,
+                            uint64_t now_ms)
 {
     rpc_call_t *c = calloc(1, sizeof(*c));
     if (!c) return NULL;
+    if (keep_token && !(c->token = strdup(p->token))) {
+        free(c);
+        return NULL;
+    }
     c->refs = 2;
     c->session = s;
     c->notify = rq->notify;
@@ -605,7 +613,8 @@ static rpc_call_t *new_call(rpc_session_t *s, const request_t *rq, rpc_frame_t *
     c->deadline = now_ms + rq->timeout_ms;
     c->m = *m;
     c->frame = f;
-    c->principal = *p;
+    memcpy(c->sub, p->sub, sizeof(c->sub));
+    c->role = p->role;
     c->address = rq->method->via.str.ptr;
     c->address_len = rq->method->via.str.size;
     c->named = rq->named;
@@ -682,7 +691,7 @@ static void handle_frame(rpc_session_t *s, rpc_frame_t *f, uint64_t now_ms, uint
             reply_error(s, &rq, RPC_ERR_RESOURCE_EXHAUSTED, "too many calls in flight", NULL);
             goto done;
         }
-        rpc_call_t *c = new_call(s, &rq, f, &route, p, now_ms);
+        rpc_call_t *c = new_call(s, &rq, f, &route, p, true, now_ms);
         if (!c) {
             reply_error(s, &rq, RPC_ERR_INTERNAL, "out of memory", NULL);
             goto done;
@@ -710,7 +719,7 @@ static void handle_frame(rpc_session_t *s, rpc_frame_t *f, uint64_t now_ms, uint
         reply_error(s, &rq, RPC_ERR_RESOURCE_EXHAUSTED, "too many calls in flight", NULL);
         goto done;
     }
-    rpc_call_t *c = new_call(s, &rq, f, res.method, p, now_ms);
+    rpc_call_t *c = new_call(s, &rq, f, res.method, p, false, now_ms);
     if (!c) {
         reply_error(s, &rq, RPC_ERR_INTERNAL, "out of memory", NULL);
         goto done;
