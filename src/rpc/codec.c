@@ -26,6 +26,7 @@ void rpc_frame_free(rpc_frame_t *f)
 void rpc_decoder_init(rpc_decoder_t *d)
 {
     p2p_buf_init(&d->in, RPC_MAX_FRAME);
+    d->off = 0;
 }
 
 void rpc_decoder_free(rpc_decoder_t *d)
@@ -35,6 +36,10 @@ void rpc_decoder_free(rpc_decoder_t *d)
 
 int rpc_decoder_feed(rpc_decoder_t *d, const uint8_t *buf, size_t len)
 {
+    if (d->off) { /* drop the frames already taken, once per feed rather than per frame */
+        p2p_buf_consume(&d->in, d->off);
+        d->off = 0;
+    }
     int r = p2p_buf_append(&d->in, buf, len);
     if (r == -E2BIG) return -EMSGSIZE;
     return r;
@@ -44,24 +49,29 @@ int rpc_decoder_next(rpc_decoder_t *d, rpc_frame_t **out)
 {
     size_t flen = 0;
     *out = NULL;
-    if (d->in.len == 0) return 0;
-    int r = rpc_frame_scan(d->in.data, d->in.len, &flen);
+    if (d->in.len == d->off) return 0;
+    const uint8_t *start = d->in.data + d->off;
+    int r = rpc_frame_scan(start, d->in.len - d->off, &flen);
     if (r == -EAGAIN) return 0;
     if (r < 0) return r;
     rpc_frame_t *f = calloc(1, sizeof(*f));
     if (!f) return -ENOMEM;
     f->bytes = malloc(flen);
     if (!f->bytes) goto fail;
-    memcpy(f->bytes, d->in.data, flen);
+    memcpy(f->bytes, start, flen);
     f->len = flen;
     msgpack_unpacked_init(&f->unp);
+    /* a zone sized for small frames (msgpack-c's default chunk is 8 KiB); it grows when needed */
+    if (!(f->unp.zone = msgpack_zone_new(flen < 256 ? 512 : 2 * flen))) goto fail;
     size_t off = 0;
-    msgpack_unpack_return ur = msgpack_unpack_next(&f->unp, (const char *)f->bytes, flen, &off);
+    msgpack_unpack_return ur =
+        msgpack_unpack((const char *)f->bytes, flen, &off, f->unp.zone, &f->unp.data);
     if (ur != MSGPACK_UNPACK_SUCCESS || off != flen) {
         rpc_frame_free(f);
         return ur == MSGPACK_UNPACK_NOMEM_ERROR ? -ENOMEM : -EBADMSG;
     }
-    p2p_buf_consume(&d->in, flen);
+    d->off += flen;
+    if (d->off == d->in.len) d->in.len = d->off = 0;
     *out = f;
     return 1;
 fail:

@@ -246,6 +246,7 @@ void rpc_frame_free(rpc_frame_t *f);
 /* A streaming decoder: bytes in, whole frames out. */
 typedef struct rpc_decoder {
     p2p_buf_t in;
+    size_t off; /* bytes of `in` already taken as frames (dropped at the next feed) */
 } rpc_decoder_t;
 
 void rpc_decoder_init(rpc_decoder_t *d);

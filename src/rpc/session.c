@@ -753,7 +753,7 @@ int rpc_session_input(rpc_session_t *s, const uint8_t *buf, size_t len, uint64_t
     int r = 0;
     if (s->broken) return -EPROTO;
     while (len > 0 && r >= 0) {
-        size_t room = RPC_MAX_FRAME - s->dec.in.len;
+        size_t room = RPC_MAX_FRAME - (s->dec.in.len - s->dec.off);
         size_t n = P2P_MIN(room, len);
         if (n == 0) {
             r = -EMSGSIZE;
