@@ -66,6 +66,8 @@ static void self_record(node_t *node, members_record_t *r)
     snprintf(r->version, sizeof(r->version), "%s", P2P_VERSION);
     snprintf(r->domains[r->ndomains++], sizeof(r->domains[0]), "node");
     snprintf(r->domains[r->ndomains++], sizeof(r->domains[0]), "dht");
+    for (int i = 0; i < node->cfg.tag_count && r->ntags < MEMBERS_MAX_TAGS; i++)
+        snprintf(r->tags[r->ntags++], sizeof(r->tags[0]), "%s", node->cfg.tags[i]);
     r->start_ms = node->start_wall_ms;
     r->seq = node->start_wall_ms; /* grows across restarts */
 }

@@ -24,6 +24,7 @@ enum key {
     K_DHT_HOST,
     K_DHT_PORT,
     K_BOOTSTRAP,
+    K_TAGS,
     K_DATA_DIR,
     K_CONFIG,
     K_NETKEY_FILE,
@@ -54,6 +55,7 @@ static const struct setting {
     [K_DHT_HOST] = {"dht-host", "DHT_HOST", "DHT bind address (default 0.0.0.0 and ::)"},
     [K_DHT_PORT] = {"dht-port", "DHT_PORT", "DHT UDP port (default 5678, 0 = any)"},
     [K_BOOTSTRAP] = {"bootstrap", "BOOTSTRAP_NODES", "H:P[,H:P...] contacts to join through"},
+    [K_TAGS] = {"tags", "NODE_TAGS", "KEY=VALUE[,KEY=VALUE...] published in the node record"},
     [K_DATA_DIR] = {"data-dir", "DATA_DIR", "identity, database, socket (default ./data/NAME)"},
     [K_CONFIG] = {"config", "CONFIG_FILE", "KEY=VALUE config file"},
     [K_NETKEY_FILE] = {"network-key-file", "NETWORK_KEY_FILE",
@@ -395,6 +397,41 @@ static int parse_bootstrap(source_t *s, node_config_t *cfg)
     return 0;
 }
 
+/* KEY=VALUE[,...]: keys [a-z0-9_.-], values printable without ',', at most NODE_MAX_TAGS. */
+static int parse_tags(source_t *s, node_config_t *cfg)
+{
+    const char *p = s->val[K_TAGS];
+    cfg->tag_count = 0;
+    while (*p) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        while (n && *p == ' ')
+            p++, n--;
+        while (n && p[n - 1] == ' ')
+            n--;
+        if (n) {
+            const char *eq = memchr(p, '=', n);
+            if (n >= sizeof(cfg->tags[0]) || !eq || eq == p)
+                return bad(s, K_TAGS, "needs KEY=VALUE entries of at most 63 characters");
+            for (const char *k = p; k < eq; k++)
+                if (!((*k >= 'a' && *k <= 'z') || (*k >= '0' && *k <= '9') || *k == '_' ||
+                      *k == '-' || *k == '.'))
+                    return bad(s, K_TAGS, "has a key outside [a-z0-9_.-]");
+            for (const char *v = eq + 1; v < p + n; v++)
+                if ((unsigned char)*v < 0x20 || *v == 0x7f)
+                    return bad(s, K_TAGS, "has a control character");
+            if (cfg->tag_count >= NODE_MAX_TAGS) return bad(s, K_TAGS, "has more than 16 entries");
+            memcpy(cfg->tags[cfg->tag_count], p, n);
+            cfg->tags[cfg->tag_count++][n] = '\0';
+        }
+        p += n;
+        while (*p == ' ')
+            p++;
+        if (*p == ',') p++;
+    }
+    return 0;
+}
+
 static void default_name(char *out, size_t cap)
 {
     char h[256] = "";
@@ -435,6 +472,7 @@ static int resolve(source_t *s, node_config_t *cfg, bool tty)
     if (s->val[K_DHT_PORT] && (rc = parse_int(s, K_DHT_PORT, 0, 65535, &cfg->dht_port)) < 0)
         return rc;
     if (s->val[K_BOOTSTRAP] && (rc = parse_bootstrap(s, cfg)) < 0) return rc;
+    if (s->val[K_TAGS] && (rc = parse_tags(s, cfg)) < 0) return rc;
     if (s->val[K_DATA_DIR]) {
         if (!*s->val[K_DATA_DIR]) return bad(s, K_DATA_DIR, "is empty");
         if ((rc = copy(s, K_DATA_DIR, cfg->data_dir, sizeof(cfg->data_dir))) < 0) return rc;

@@ -21,6 +21,7 @@ typedef struct node_store node_store_t;
 #define NODE_NAME_MAX        63
 #define NODE_PATH_MAX        1024
 #define NODE_MAX_BOOTSTRAP   32
+#define NODE_MAX_TAGS        16 /* key=value tags in the node record */
 #define NODE_AUTH_SECRET_MAX 256
 
 /* The resolved configuration (flag > environment > config file > default; see config.c). */
@@ -32,6 +33,8 @@ typedef struct node_config {
     int dht_port;
     char bootstrap[NODE_MAX_BOOTSTRAP][80]; /* "host:port" or "[v6]:port" */
     int bootstrap_count;
+    char tags[NODE_MAX_TAGS][64]; /* "key=value", published in the node record */
+    int tag_count;
     char data_dir[NODE_PATH_MAX];
     char config_file[NODE_PATH_MAX];
     char network_key_file[NODE_PATH_MAX]; /* "" = DATA_DIR/network.key */

@@ -150,6 +150,25 @@ static void expect_bad(int argc, char **argv, char **env, const char *item)
     assert_null(strchr(errbuf, '\n'));
 }
 
+static void tags_list(void **state)
+{
+    (void)state;
+    char *env[] = {"NODE_TAGS=role=web, dc=par1 ,", NULL};
+    node_config_t c;
+    assert_int_equal(parse(&c, 0, NULL, env), 0);
+    assert_int_equal(c.tag_count, 2);
+    assert_string_equal(c.tags[0], "role=web");
+    assert_string_equal(c.tags[1], "dc=par1");
+    char *argv[] = {"--tags", "zone=a"};
+    assert_int_equal(parse(&c, 2, argv, env), 0); /* the flag wins */
+    assert_int_equal(c.tag_count, 1);
+    assert_string_equal(c.tags[0], "zone=a");
+    char *bad1[] = {"--tags", "novalue"};
+    expect_bad(2, bad1, NULL, "tags");
+    char *bad2[] = {"--tags", "Upper=x"};
+    expect_bad(2, bad2, NULL, "tags");
+}
+
 static void validation(void **state)
 {
     (void)state;
@@ -246,6 +265,7 @@ int main(void)
         cmocka_unit_test(precedence_flag_env_file_default),
         cmocka_unit_test(last_flag_wins_and_empty_env_is_unset),
         cmocka_unit_test(bootstrap_list),
+        cmocka_unit_test(tags_list),
         cmocka_unit_test(network_key_and_auth_secret_sources),
         cmocka_unit_test(validation),
         cmocka_unit_test(ports_zero_allowed_for_tests),
