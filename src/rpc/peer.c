@@ -1,7 +1,8 @@
 /* peer.c: the libuv transport of the peer channel. It owns the TCP listeners, the connections
  * (handshake, box-stream, output queue with backpressure, one timer each for the handshake, call
- * deadlines and idleness), the sessions serving incoming calls and the table of outgoing calls.
- * The protocol cores are shs.c, boxstream.c and session.c; this file only moves their bytes. */
+ * deadlines and idleness), the sessions serving incoming calls; outgoing calls are in
+ * peer_client.c. The protocol cores are shs.c, boxstream.c and session.c; this file only moves
+ * their bytes. */
 #include "rpc/peer.h"
 
 #include <arpa/inet.h>
@@ -11,88 +12,7 @@
 
 #include <sodium.h>
 
-#include "rpc/rpc-internal.h"
-#include "rpc/shs.h"
-
-#ifndef RPC_PEER_READ_CHUNK
-#define RPC_PEER_READ_CHUNK 65536 /* bytes read from a socket at once */
-#endif
-
-typedef struct pconn pconn_t;
-typedef struct pcall pcall_t;
-
-enum { ST_DIAL, ST_SHAKE, ST_OPEN };
-
-struct rpc_peer {
-    uv_loop_t *loop;
-    uv_tcp_t listeners[2];
-    int n_listeners;
-    int port;
-    uint8_t pk[32], sk[64], net_key[32];
-    rpc_registry_t *reg;
-    rpc_auth_config_t auth; /* points into the copies below */
-    uint8_t *secret, *prev_secret;
-    char *audience;
-    pconn_t *conns;
-    size_t n_conns;
-    size_t closing; /* handles whose close_cb has not run yet (connections count once) */
-    bool stopping;
-    void (*done_cb)(void *arg);
-    void *done_arg;
-    rpc_peer_stats_t st;
-    uv_prepare_t prepare; /* writes what the loop iteration gathered, before it polls */
-    bool prepare_open;
-    size_t n_dirty; /* connections with gathered output */
-    char rbuf[RPC_PEER_READ_CHUNK];
-};
-
-struct pcall {
-    pcall_t *prev, *next;
-    uint32_t msgid;
-    uint64_t deadline;
-    rpc_peer_reply_cb cb;
-    rpc_peer_notify_cb on_notify;
-    void *arg;
-};
-
-struct pconn {
-    rpc_peer_t *p;
-    uv_tcp_t tcp;
-    uv_timer_t timer;
-    uv_connect_t creq;
-    pconn_t *prev, *next;
-    bool outbound;
-    int state;
-    int open; /* handles not yet closed */
-    bool closed, reading, kill, draining;
-    int kill_status; /* what pending calls get when kill closes the connection */
-    uint8_t peer_pk[32];
-    uint64_t hs_deadline, last_active;
-    rpc_shs_t *shs;
-    rpc_box_enc_t enc;
-    rpc_box_dec_t *dec;
-    size_t queued;       /* bytes held for the peer: gathered frames and writes in flight */
-    p2p_buf_t out;       /* encrypted frames gathered in this loop iteration */
-    bool dirty;          /* out holds bytes (counted in p->n_dirty) */
-    p2p_buf_t early;     /* outbound: plaintext requests waiting for the handshake */
-    rpc_session_t *sess; /* inbound */
-    rpc_decoder_t rdec;  /* outbound: response frames */
-    pcall_t *calls;
-    size_t n_calls;
-    uint32_t next_msgid;
-};
-
-typedef struct wreq {
-    uv_write_t req;
-    pconn_t *c;
-    size_t len;
-    uint8_t data[];
-} wreq_t;
-
-static uint64_t now_ms(void)
-{
-    return p2p_mono_ms();
-}
+#include "rpc/peer-internal.h"
 
 static void maybe_done(rpc_peer_t *p)
 {
@@ -141,7 +61,7 @@ static void fail_calls(pconn_t *c, int status)
 
 /* Closes a connection now; its pending calls get status. Must not run inside the session's own
  * call chain (use kill for that). */
-static void conn_close(pconn_t *c, int status)
+void peer_conn_close(pconn_t *c, int status)
 {
     rpc_peer_t *p = c->p;
     if (c->closed) return;
@@ -195,7 +115,7 @@ static bool idle(const pconn_t *c)
 }
 
 /* Re-arms c's timer at its next deadline. */
-static void arm(pconn_t *c)
+void peer_arm(pconn_t *c)
 {
     if (c->closed) return;
     if (c->kill) {
@@ -226,7 +146,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
 
-static void set_reading(pconn_t *c, bool on)
+void peer_set_reading(pconn_t *c, bool on)
 {
     if (c->closed || c->reading == on) return;
     c->reading = on;
@@ -244,19 +164,19 @@ static void write_cb(uv_write_t *req, int status)
     free(w);
     if (c->closed) return;
     if (status < 0) {
-        conn_close(c, -ECONNRESET);
+        peer_conn_close(c, -ECONNRESET);
         return;
     }
     if (c->draining) {
-        if (c->queued == 0) conn_close(c, -ECONNRESET);
+        if (c->queued == 0) peer_conn_close(c, -ECONNRESET);
         return;
     }
-    if (c->queued < RPC_PEER_MAX_OUTPUT / 2) set_reading(c, true);
-    if (c->queued == 0) arm(c); /* may have become idle */
+    if (c->queued < RPC_PEER_MAX_OUTPUT / 2) peer_set_reading(c, true);
+    if (c->queued == 0) peer_arm(c); /* may have become idle */
 }
 
 /* Queues raw bytes (handshake or already encrypted). */
-static int send_raw(pconn_t *c, const uint8_t *buf, size_t len, wreq_t *w)
+int peer_send_raw(pconn_t *c, const uint8_t *buf, size_t len, wreq_t *w)
 {
     if (!w) {
         w = malloc(sizeof(*w) + len);
@@ -294,12 +214,12 @@ static void flush_conn(pconn_t *c)
         int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
         if (n > 0) off = (size_t)n;
     }
-    c->queued -= len; /* send_raw counts what it queues again */
+    c->queued -= len; /* peer_send_raw counts what it queues again */
     c->p->st.bytes_out += off;
     if (off < len) {
         wreq_t *w = malloc(sizeof(*w) + (len - off));
-        if (!w ||
-            (memcpy(w->data, c->out.data + off, len - off), send_raw(c, NULL, len - off, w)) < 0) {
+        if (!w || (memcpy(w->data, c->out.data + off, len - off),
+                   peer_send_raw(c, NULL, len - off, w)) < 0) {
             c->out.len = 0;
             conn_kill(c, -ECONNRESET);
             return;
@@ -319,12 +239,12 @@ static void prepare_cb(uv_prepare_t *h)
 
 /* Encrypts plaintext on an open connection into the frames gathered for this loop iteration,
  * with backpressure. */
-static int send_plain(pconn_t *c, const uint8_t *buf, size_t len)
+int peer_send_plain(pconn_t *c, const uint8_t *buf, size_t len)
 {
     if (c->closed || c->kill || c->draining) return -EPIPE;
     size_t n = rpc_box_encoded_len(len);
     if (c->queued + n > RPC_PEER_MAX_OUTPUT_HARD) {
-        set_reading(c, false);
+        peer_set_reading(c, false);
         conn_kill(c, -ECONNRESET); /* the peer reads nothing */
         return -ENOBUFS;
     }
@@ -340,14 +260,14 @@ static int send_plain(pconn_t *c, const uint8_t *buf, size_t len)
         c->dirty = true;
         c->p->n_dirty++;
     }
-    if (!c->outbound && c->queued > RPC_PEER_MAX_OUTPUT) set_reading(c, false);
+    if (!c->outbound && c->queued > RPC_PEER_MAX_OUTPUT) peer_set_reading(c, false);
     return 0;
 }
 
 /* The session's output on an incoming connection. */
 static int session_write(void *ctx, const uint8_t *buf, size_t len)
 {
-    return send_plain(ctx, buf, len);
+    return peer_send_plain(ctx, buf, len);
 }
 
 /* Sends the goodbye and closes once the queue is written. */
@@ -358,14 +278,14 @@ static void conn_goodbye(pconn_t *c)
     if (c->state == ST_OPEN) {
         uint8_t bye[RPC_BOX_HEADER_LEN];
         rpc_box_goodbye(&c->enc, bye);
-        send_raw(c, bye, sizeof(bye), NULL);
+        peer_send_raw(c, bye, sizeof(bye), NULL);
     }
     c->draining = true;
     c->hs_deadline = now_ms() + RPC_PEER_HANDSHAKE_MS; /* a peer that never reads is dropped */
-    set_reading(c, false);
+    peer_set_reading(c, false);
     fail_calls(c, -ECONNRESET);
-    if (!c->closed && c->queued == 0) conn_close(c, -ECONNRESET);
-    arm(c);
+    if (!c->closed && c->queued == 0) peer_conn_close(c, -ECONNRESET);
+    peer_arm(c);
 }
 
 /* Answers the calls whose deadline passed; false when c closed meanwhile. */
@@ -397,12 +317,12 @@ static void timer_cb(uv_timer_t *t)
     uint64_t now = now_ms();
     if (c->closed) return;
     if (c->kill) {
-        conn_close(c, c->kill_status);
+        peer_conn_close(c, c->kill_status);
         return;
     }
     if ((c->state != ST_OPEN || c->draining) && now >= c->hs_deadline) {
         if (c->state != ST_OPEN) c->p->st.handshakes_failed++;
-        conn_close(c, -ETIMEDOUT);
+        peer_conn_close(c, -ETIMEDOUT);
         return;
     }
     if (!expire_calls(c, now)) return;
@@ -412,89 +332,7 @@ static void timer_cb(uv_timer_t *t)
         conn_goodbye(c);
         return;
     }
-    arm(c);
-}
-
-/* --- outgoing calls: responses and notifications ---------------------------------------- */
-
-static pcall_t *find_call(pconn_t *c, uint64_t msgid)
-{
-    for (pcall_t *k = c->calls; k; k = k->next)
-        if (k->msgid == msgid) return k;
-    return NULL;
-}
-
-static const msgpack_object *map_get(const msgpack_object *m, const char *key)
-{
-    if (m->type != MSGPACK_OBJECT_MAP) return NULL;
-    for (uint32_t i = 0; i < m->via.map.size; i++)
-        if (rpc_str_eq(&m->via.map.ptr[i].key, key)) return &m->via.map.ptr[i].val;
-    return NULL;
-}
-
-/* One frame from the far side of an outgoing connection. Returns false when c closed. */
-static bool on_client_frame(pconn_t *c, const msgpack_object *o)
-{
-    const msgpack_object *a = o->via.array.ptr;
-    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size < 3 ||
-        a[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
-        c->p->st.protocol_errors++;
-        conn_close(c, -EPROTO);
-        return false;
-    }
-    if (a[0].via.u64 == 1 && o->via.array.size == 4 &&
-        a[1].type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
-        pcall_t *k = find_call(c, a[1].via.u64);
-        if (!k) return true; /* answered already (timed out): dropped */
-        if (k->prev)
-            k->prev->next = k->next;
-        else
-            c->calls = k->next;
-        if (k->next) k->next->prev = k->prev;
-        c->n_calls--;
-        c->p->st.calls_ok++;
-        rpc_peer_reply_cb cb = k->cb;
-        void *arg = k->arg;
-        free(k);
-        cb(arg, 0, &a[2], &a[3]);
-        return !c->closed;
-    }
-    if (a[0].via.u64 == 2 && o->via.array.size == 3) {
-        const msgpack_object *params = &a[2], *id;
-        if (params->type == MSGPACK_OBJECT_ARRAY && params->via.array.size > 0 &&
-            (id = map_get(&params->via.array.ptr[0], "_msgid")) &&
-            id->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
-            pcall_t *k = find_call(c, id->via.u64);
-            if (k && k->on_notify) k->on_notify(k->arg, &a[1], params);
-        }
-        return !c->closed;
-    }
-    c->p->st.protocol_errors++; /* a request, or a malformed envelope */
-    conn_close(c, -EPROTO);
-    return false;
-}
-
-/* Decrypted bytes of an outgoing connection. */
-static bool client_input(pconn_t *c, const uint8_t *buf, size_t len)
-{
-    if (rpc_decoder_feed(&c->rdec, buf, len) < 0) {
-        c->p->st.protocol_errors++;
-        conn_close(c, -EPROTO);
-        return false;
-    }
-    for (;;) {
-        rpc_frame_t *f = NULL;
-        int r = rpc_decoder_next(&c->rdec, &f);
-        if (r == 0) return true;
-        if (r < 0) {
-            c->p->st.protocol_errors++;
-            conn_close(c, -EPROTO);
-            return false;
-        }
-        bool alive = on_client_frame(c, &f->unp.data);
-        rpc_frame_free(f);
-        if (!alive) return false;
-    }
+    peer_arm(c);
 }
 
 /* --- handshake and input ----------------------------------------------------------------- */
@@ -513,7 +351,7 @@ static bool shake_done(pconn_t *c)
     if (c->dec) rpc_box_dec_init(c->dec, res.dec_key, res.dec_nonce);
     sodium_memzero(&res, sizeof(res));
     if (!c->dec) {
-        conn_close(c, -ENOMEM);
+        peer_conn_close(c, -ENOMEM);
         return false;
     }
     c->state = ST_OPEN;
@@ -522,14 +360,14 @@ static bool shake_done(pconn_t *c)
         c->sess = rpc_session_new(c->p->reg, &c->p->auth, session_write, c);
         if (c->sess) rpc_session_set_peer(c->sess);
         if (!c->sess) {
-            conn_close(c, -ENOMEM);
+            peer_conn_close(c, -ENOMEM);
             return false;
         }
     } else if (c->early.len > 0) {
-        int r = send_plain(c, c->early.data, c->early.len);
+        int r = peer_send_plain(c, c->early.data, c->early.len);
         p2p_buf_free(&c->early);
         if (r < 0) {
-            conn_close(c, -ECONNRESET);
+            peer_conn_close(c, -ECONNRESET);
             return false;
         }
     }
@@ -542,10 +380,10 @@ static ssize_t shake_input(pconn_t *c, const uint8_t *buf, size_t len)
     size_t used, olen;
     int r = rpc_shs_input(c->shs, buf, len, &used);
     const uint8_t *out = rpc_shs_output(c->shs, &olen);
-    if (r >= 0 && out && send_raw(c, out, olen, NULL) < 0) r = -ECONNRESET;
+    if (r >= 0 && out && peer_send_raw(c, out, olen, NULL) < 0) r = -ECONNRESET;
     if (r < 0) {
         c->p->st.handshakes_failed++;
-        conn_close(c, -EPROTO);
+        peer_conn_close(c, -EPROTO);
         return -1;
     }
     if (r == 1 && !shake_done(c)) return -1;
@@ -558,7 +396,7 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     if (c->closed || nread == 0) return;
     if (nread < 0) {
         if (c->state != ST_OPEN) c->p->st.handshakes_failed++;
-        conn_close(c, c->state == ST_OPEN ? -ECONNRESET : -EPROTO);
+        peer_conn_close(c, c->state == ST_OPEN ? -ECONNRESET : -EPROTO);
         return;
     }
     c->p->st.bytes_in += (uint64_t)nread;
@@ -577,14 +415,14 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
             int r = rpc_box_decode(c->dec, in, len, &used, &body, &blen);
             if (r < 0) {
                 c->p->st.protocol_errors++;
-                conn_close(c, -EPROTO);
+                peer_conn_close(c, -EPROTO);
                 return;
             }
             if (r == 2) { /* goodbye: finish writing what we owe, then close */
                 conn_goodbye(c);
                 return;
             }
-            if (r == 1 && c->outbound && !client_input(c, body, blen)) return;
+            if (r == 1 && c->outbound && !peer_client_input(c, body, blen)) return;
             if (r == 1 && !c->outbound) {
                 int s = rpc_session_input(c->sess, body, blen, now_ms(), p2p_wall_ms() / 1000);
                 if (s < 0 && !c->kill) { /* PARSE_ERROR is queued: close once written */
@@ -592,8 +430,8 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
                     flush_conn(c);
                     c->draining = true;
                     c->hs_deadline = now_ms() + RPC_PEER_HANDSHAKE_MS;
-                    set_reading(c, false);
-                    if (c->queued == 0) conn_close(c, -EPROTO);
+                    peer_set_reading(c, false);
+                    if (c->queued == 0) peer_conn_close(c, -EPROTO);
                     return;
                 }
             }
@@ -602,16 +440,16 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         len -= used;
     }
     if (!c->closed && c->kill) {
-        conn_close(c, c->kill_status);
+        peer_conn_close(c, c->kill_status);
         return;
     }
-    arm(c);
+    peer_arm(c);
 }
 
 /* --- connections ------------------------------------------------------------------------- */
 
 /* Makes room under the connection cap by closing the connection idle the longest. */
-static bool make_room(rpc_peer_t *p)
+bool peer_make_room(rpc_peer_t *p)
 {
     if (p->n_conns < RPC_PEER_MAX_CONNECTIONS) return true;
     pconn_t *oldest = NULL;
@@ -621,11 +459,11 @@ static bool make_room(rpc_peer_t *p)
     if (!oldest) return false;
     p->st.evicted++;
     conn_goodbye(oldest);
-    if (!oldest->closed) conn_close(oldest, -ECONNRESET); /* do not wait for its queue */
+    if (!oldest->closed) peer_conn_close(oldest, -ECONNRESET); /* do not wait for its queue */
     return true;
 }
 
-static pconn_t *conn_new(rpc_peer_t *p, bool outbound)
+pconn_t *peer_conn_new(rpc_peer_t *p, bool outbound)
 {
     pconn_t *c = calloc(1, sizeof(*c));
     if (!c) return NULL;
@@ -667,7 +505,7 @@ static void connection_cb(uv_stream_t *ls, int status)
 {
     rpc_peer_t *p = ls->data;
     if (status < 0 || p->stopping) return;
-    pconn_t *c = make_room(p) ? conn_new(p, false) : NULL;
+    pconn_t *c = peer_make_room(p) ? peer_conn_new(p, false) : NULL;
     if (!c) {
         /* accept and drop, so the backlog does not fill with peers we will not serve */
         uv_tcp_t *t = malloc(sizeof(*t));
@@ -686,124 +524,13 @@ static void connection_cb(uv_stream_t *ls, int status)
     rpc_shs_init(c->shs, false, p->net_key, p->pk, p->sk, NULL, seed);
     sodium_memzero(seed, sizeof(seed));
     if (uv_accept(ls, (uv_stream_t *)&c->tcp) < 0) {
-        conn_close(c, -ECONNRESET);
+        peer_conn_close(c, -ECONNRESET);
         return;
     }
     p->st.accepted++;
     uv_tcp_nodelay(&c->tcp, 1);
-    set_reading(c, true);
-    arm(c);
-}
-
-static void connect_cb(uv_connect_t *req, int status)
-{
-    pconn_t *c = req->data;
-    if (c->closed) return;
-    if (status < 0) {
-        conn_close(c, status);
-        return;
-    }
-    size_t olen;
-    const uint8_t *out = rpc_shs_output(c->shs, &olen);
-    c->state = ST_SHAKE;
-    uv_tcp_nodelay(&c->tcp, 1);
-    if (send_raw(c, out, olen, NULL) < 0) {
-        conn_close(c, -ECONNRESET);
-        return;
-    }
-    set_reading(c, true);
-    arm(c);
-}
-
-/* The open (or opening) outgoing connection to pk, or a new one dialling addr. */
-static int get_conn(rpc_peer_t *p, const uint8_t pk[32], const struct sockaddr *addr, pconn_t **out)
-{
-    for (pconn_t *c = p->conns; c; c = c->next)
-        if (c->outbound && !c->kill && !c->draining && memcmp(c->peer_pk, pk, 32) == 0) {
-            *out = c;
-            return 0;
-        }
-    if (!make_room(p)) return -ENOBUFS;
-    pconn_t *c = conn_new(p, true);
-    if (!c) return -ENOMEM;
-    memcpy(c->peer_pk, pk, 32);
-    uint8_t seed[32];
-    randombytes_buf(seed, sizeof(seed));
-    int r = rpc_shs_init(c->shs, true, p->net_key, p->pk, p->sk, pk, seed);
-    sodium_memzero(seed, sizeof(seed));
-    c->creq.data = c;
-    if (r == 0) r = uv_tcp_connect(&c->creq, &c->tcp, addr, connect_cb);
-    if (r < 0) {
-        conn_close(c, r);
-        return r;
-    }
-    p->st.dialed++;
-    *out = c;
-    return 0;
-}
-
-int rpc_peer_call_ex(rpc_peer_t *p, const uint8_t peer_pk[32], const struct sockaddr *addr,
-                     const char *method, const msgpack_object *params, uint64_t timeout_ms,
-                     rpc_peer_reply_cb cb, rpc_peer_notify_cb on_notify, void *arg)
-{
-    if (!p || !peer_pk || !addr || !method || !cb ||
-        (params && params->type != MSGPACK_OBJECT_ARRAY) ||
-        (addr->sa_family != AF_INET && addr->sa_family != AF_INET6))
-        return -EINVAL;
-    if (p->stopping) return -ESHUTDOWN;
-    pconn_t *c;
-    int r = get_conn(p, peer_pk, addr, &c);
-    if (r < 0) return r;
-    if (c->n_calls >= RPC_PEER_MAX_PENDING || c->queued > RPC_PEER_MAX_OUTPUT) return -ENOBUFS;
-    pcall_t *k = calloc(1, sizeof(*k));
-    if (!k) return -ENOMEM;
-    k->msgid = c->next_msgid++;
-    if (c->next_msgid == 0 || c->next_msgid > INT32_MAX) c->next_msgid = 1;
-    k->deadline = now_ms() + timeout_ms;
-    k->cb = cb;
-    k->on_notify = on_notify;
-    k->arg = arg;
-
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 4);
-    msgpack_pack_uint8(&pk, 0);
-    msgpack_pack_uint32(&pk, k->msgid);
-    rpc_pack_cstr(&pk, method);
-    if (params)
-        msgpack_pack_object(&pk, *params);
-    else
-        msgpack_pack_array(&pk, 0);
-    if (!sb.data) {
-        free(k);
-        return -ENOMEM;
-    }
-    if (c->state == ST_OPEN)
-        r = send_plain(c, (const uint8_t *)sb.data, sb.size);
-    else
-        r = p2p_buf_append(&c->early, sb.data, sb.size) < 0 ? -ENOBUFS : 0;
-    msgpack_sbuffer_destroy(&sb);
-    if (r < 0) {
-        free(k);
-        return r;
-    }
-    k->next = c->calls;
-    if (c->calls) c->calls->prev = k;
-    c->calls = k;
-    c->n_calls++;
-    c->last_active = now_ms();
-    p->st.calls_out++;
-    arm(c);
-    return 0;
-}
-
-int rpc_peer_call(rpc_peer_t *p, const uint8_t peer_pk[32], const struct sockaddr *addr,
-                  const char *method, const msgpack_object *params, uint64_t timeout_ms,
-                  rpc_peer_reply_cb cb, void *arg)
-{
-    return rpc_peer_call_ex(p, peer_pk, addr, method, params, timeout_ms, cb, NULL, arg);
+    peer_set_reading(c, true);
+    peer_arm(c);
 }
 
 /* --- start and stop ---------------------------------------------------------------------- */
@@ -927,6 +654,6 @@ void rpc_peer_stop(rpc_peer_t *p, void (*done_cb)(void *arg), void *arg)
         uv_close((uv_handle_t *)&p->listeners[i], listener_close_cb);
     }
     while (p->conns)
-        conn_close(p->conns, -ECANCELED);
+        peer_conn_close(p->conns, -ECANCELED);
     p->closing--;
 }
