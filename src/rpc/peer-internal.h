@@ -105,6 +105,9 @@ bool peer_make_room(rpc_peer_t *p);
 int peer_send_plain(pconn_t *c, const uint8_t *buf, size_t len);
 /* Queues raw bytes (a handshake message or already encrypted data; w may carry them). */
 int peer_send_raw(pconn_t *c, const uint8_t *buf, size_t len, wreq_t *w);
+/* Unlinks pending call k from c and frees it, handing back its callback and argument. */
+void peer_call_take(pconn_t *c, pcall_t *k, rpc_peer_reply_cb *cb, void **arg);
+
 /* Starts or stops reading from c (backpressure). */
 void peer_set_reading(pconn_t *c, bool on);
 /* Feeds decrypted bytes of an outgoing connection: answers its calls (peer_client.c). Returns

@@ -44,17 +44,13 @@ static void conn_close_cb(uv_handle_t *h)
 static void fail_calls(pconn_t *c, int status)
 {
     while (c->calls) {
-        pcall_t *k = c->calls;
-        c->calls = k->next;
-        if (c->calls) c->calls->prev = NULL;
-        c->n_calls--;
+        rpc_peer_reply_cb cb;
+        void *arg;
+        peer_call_take(c, c->calls, &cb, &arg);
         if (status == -ETIMEDOUT)
             c->p->st.calls_timeout++;
         else
             c->p->st.calls_failed++;
-        rpc_peer_reply_cb cb = k->cb;
-        void *arg = k->arg;
-        free(k);
         cb(arg, status, NULL, NULL);
     }
 }
@@ -289,6 +285,19 @@ static void conn_goodbye(pconn_t *c)
 }
 
 /* Answers the calls whose deadline passed; false when c closed meanwhile. */
+void peer_call_take(pconn_t *c, pcall_t *k, rpc_peer_reply_cb *cb, void **arg)
+{
+    if (k->prev)
+        k->prev->next = k->next;
+    else
+        c->calls = k->next;
+    if (k->next) k->next->prev = k->prev;
+    c->n_calls--;
+    *cb = k->cb;
+    *arg = k->arg;
+    free(k);
+}
+
 static bool expire_calls(pconn_t *c, uint64_t now)
 {
     for (;;) {
@@ -296,16 +305,10 @@ static bool expire_calls(pconn_t *c, uint64_t now)
         while (k && k->deadline > now)
             k = k->next;
         if (!k) return true;
-        if (k->prev)
-            k->prev->next = k->next;
-        else
-            c->calls = k->next;
-        if (k->next) k->next->prev = k->prev;
-        c->n_calls--;
+        rpc_peer_reply_cb cb;
+        void *arg;
+        peer_call_take(c, k, &cb, &arg);
         c->p->st.calls_timeout++;
-        rpc_peer_reply_cb cb = k->cb;
-        void *arg = k->arg;
-        free(k);
         cb(arg, -ETIMEDOUT, NULL, NULL);
         if (c->closed) return false;
     }

@@ -40,16 +40,10 @@ static bool on_client_frame(pconn_t *c, const msgpack_object *o)
         a[1].type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
         pcall_t *k = find_call(c, a[1].via.u64);
         if (!k) return true; /* answered already (timed out): dropped */
-        if (k->prev)
-            k->prev->next = k->next;
-        else
-            c->calls = k->next;
-        if (k->next) k->next->prev = k->prev;
-        c->n_calls--;
+        rpc_peer_reply_cb cb;
+        void *arg;
+        peer_call_take(c, k, &cb, &arg);
         c->p->st.calls_ok++;
-        rpc_peer_reply_cb cb = k->cb;
-        void *arg = k->arg;
-        free(k);
         cb(arg, 0, &a[2], &a[3]);
         return !c->closed;
     }
