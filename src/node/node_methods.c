@@ -197,6 +197,18 @@ static void put_done(void *arg, int status, size_t stored)
     rpc_call_reply(call);
 }
 
+/* After starting a DHT operation for call: wakes the adapter, or answers the call when the
+ * operation could not start (its callback will then never run). */
+static void started(node_t *node, rpc_call_t *call, int r, const char *what)
+{
+    if (r < 0) {
+        rpc_call_error(call, r == -ENOBUFS ? RPC_ERR_RESOURCE_EXHAUSTED : RPC_ERR_INTERNAL,
+                       "cannot start the %s: %s", what, strerror(-r));
+        return;
+    }
+    dht_uv_kick(node->dhtuv);
+}
+
 static void put_cb(rpc_call_t *call, void *ctx)
 {
     node_t *node = ctx;
@@ -215,12 +227,7 @@ static void put_cb(rpc_call_t *call, void *ctx)
     dht_key_derive(&id, "kv", key, klen);
     int r = dht_put(dht, &id, (const uint8_t *)value, vlen, (uint32_t)ttl, mono_now(node), put_done,
                     call);
-    if (r < 0) {
-        rpc_call_error(call, r == -ENOBUFS ? RPC_ERR_RESOURCE_EXHAUSTED : RPC_ERR_INTERNAL,
-                       "cannot start the put: %s", strerror(-r));
-        return;
-    }
-    dht_uv_kick(node->dhtuv);
+    started(node, call, r, "put");
 }
 
 static void get_done(void *arg, int status, const dht_get_result_t *res)
@@ -274,12 +281,7 @@ static void get_cb(rpc_call_t *call, void *ctx)
     if (!dht) return;
     dht_key_derive(&id, "kv", key, klen);
     int r = dht_get(dht, &id, mono_now(node), get_done, call);
-    if (r < 0) {
-        rpc_call_error(call, r == -ENOBUFS ? RPC_ERR_RESOURCE_EXHAUSTED : RPC_ERR_INTERNAL,
-                       "cannot start the get: %s", strerror(-r));
-        return;
-    }
-    dht_uv_kick(node->dhtuv);
+    started(node, call, r, "get");
 }
 
 static void lookup_done(void *arg, int status, const dht_lookup_result_t *res)
@@ -319,12 +321,7 @@ static void lookup_cb(rpc_call_t *call, void *ctx)
     if (tlen != 2 * DHT_ID_LEN || p2p_hex_decode(id.b, DHT_ID_LEN, target, tlen) < 0)
         dht_key_derive(&id, "kv", target, tlen);
     int r = dht_find_node(dht, &id, mono_now(node), lookup_done, call);
-    if (r < 0) {
-        rpc_call_error(call, r == -ENOBUFS ? RPC_ERR_RESOURCE_EXHAUSTED : RPC_ERR_INTERNAL,
-                       "cannot start the lookup: %s", strerror(-r));
-        return;
-    }
-    dht_uv_kick(node->dhtuv);
+    started(node, call, r, "lookup");
 }
 
 static const rpc_param_t put_params[] = {
