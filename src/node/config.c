@@ -38,6 +38,9 @@ enum key {
     K_METRICS,
     K_LOG_LEVEL,
     K_LOG_FORMAT,
+    K_FILE_ROOTS,
+    K_CHECK_PORT_ALLOW,
+    K_ALERT_WEBHOOK,
     K_COUNT
 };
 
@@ -74,6 +77,13 @@ static const struct setting {
     [K_METRICS] = {"metrics-enabled", "METRICS_ENABLED", "serve /metrics (default true)"},
     [K_LOG_LEVEL] = {"log-level", "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR (default INFO)"},
     [K_LOG_FORMAT] = {"log-format", "LOG_FORMAT", "text or json (default text on a TTY)"},
+    [K_FILE_ROOTS] = {"file-roots", "FILE_ROOTS",
+                      "DIR[,DIR...] the file service may reach (default DATA_DIR/files)"},
+    [K_CHECK_PORT_ALLOW] = {"check-port-allow", "CHECK_PORT_ALLOW",
+                            "ADDR[/BITS][,...] network.check_port may probe, besides loopback "
+                            "and the network's nodes"},
+    [K_ALERT_WEBHOOK] = {"alert-webhook", "ALERT_WEBHOOK_URL",
+                         "http(s) URL that receives alert events as JSON POSTs"},
 };
 
 typedef struct source {
@@ -432,6 +442,70 @@ static int parse_tags(source_t *s, node_config_t *cfg)
     return 0;
 }
 
+/* DIR[,DIR...]: at most NODE_MAX_FILE_ROOTS non-empty paths; default DATA_DIR/files. */
+static int parse_file_roots(source_t *s, node_config_t *cfg)
+{
+    const char *p = s->val[K_FILE_ROOTS];
+    cfg->file_root_count = 0;
+    while (p && *p) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (n) {
+            if (n >= sizeof(cfg->file_roots[0])) return bad(s, K_FILE_ROOTS, "has a path too long");
+            if (cfg->file_root_count >= NODE_MAX_FILE_ROOTS)
+                return bad(s, K_FILE_ROOTS, "has more than 8 entries");
+            memcpy(cfg->file_roots[cfg->file_root_count], p, n);
+            cfg->file_roots[cfg->file_root_count++][n] = '\0';
+        }
+        p += n;
+        if (*p == ',') p++;
+    }
+    if (cfg->file_root_count == 0) {
+        if (strlen(cfg->data_dir) + 7 > sizeof(cfg->file_roots[0]))
+            return bad(s, K_DATA_DIR, "is too long");
+        snprintf(cfg->file_roots[0], sizeof(cfg->file_roots[0]), "%s/files", cfg->data_dir);
+        cfg->file_root_count = 1;
+        cfg->file_roots_default = true;
+    }
+    return 0;
+}
+
+/* ADDR[/BITS][,...]: numeric IPv4 or IPv6 addresses with an optional prefix length. */
+static int check_allowlist(source_t *s, const char *list)
+{
+    const char *p = list;
+    while (*p) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        char item[64];
+        if (n) {
+            if (n >= sizeof(item)) return bad(s, K_CHECK_PORT_ALLOW, "has an entry too long");
+            memcpy(item, p, n);
+            item[n] = '\0';
+            char *slash = strchr(item, '/');
+            long bits = -1;
+            if (slash) {
+                char *end;
+                *slash = '\0';
+                bits = strtol(slash + 1, &end, 10);
+                if (end == slash + 1 || *end || bits < 0)
+                    return bad(s, K_CHECK_PORT_ALLOW, "has a bad prefix length");
+            }
+            unsigned char a[16];
+            if (inet_pton(AF_INET, item, a) == 1) {
+                if (bits > 32) return bad(s, K_CHECK_PORT_ALLOW, "has a prefix over 32");
+            } else if (inet_pton(AF_INET6, item, a) == 1) {
+                if (bits > 128) return bad(s, K_CHECK_PORT_ALLOW, "has a prefix over 128");
+            } else {
+                return bad(s, K_CHECK_PORT_ALLOW, "has an entry that is not a numeric address");
+            }
+        }
+        p += n;
+        if (*p == ',') p++;
+    }
+    return 0;
+}
+
 static void default_name(char *out, size_t cap)
 {
     char h[256] = "";
@@ -533,6 +607,23 @@ static int resolve(source_t *s, node_config_t *cfg, bool tty)
     if (s->val[K_LOG_LEVEL]) {
         cfg->log_level = node_log_level_parse(s->val[K_LOG_LEVEL]);
         if (cfg->log_level < 0) return bad(s, K_LOG_LEVEL, "is not DEBUG, INFO, WARNING or ERROR");
+    }
+    if ((rc = parse_file_roots(s, cfg)) < 0) return rc;
+    if (s->val[K_CHECK_PORT_ALLOW]) {
+        if ((rc = copy(s, K_CHECK_PORT_ALLOW, cfg->check_port_allow,
+                       sizeof(cfg->check_port_allow))) < 0)
+            return rc;
+        if ((rc = check_allowlist(s, cfg->check_port_allow)) < 0) return rc;
+    }
+    if (s->val[K_ALERT_WEBHOOK] && *s->val[K_ALERT_WEBHOOK]) {
+        if ((rc = copy(s, K_ALERT_WEBHOOK, cfg->alert_webhook, sizeof(cfg->alert_webhook))) < 0)
+            return rc;
+        if (strncmp(cfg->alert_webhook, "http://", 7) != 0 &&
+            strncmp(cfg->alert_webhook, "https://", 8) != 0)
+            return bad(s, K_ALERT_WEBHOOK, "is not an http:// or https:// URL");
+        for (const char *c = cfg->alert_webhook; *c; c++)
+            if ((unsigned char)*c <= 0x20 || *c == 0x7f)
+                return bad(s, K_ALERT_WEBHOOK, "has a space or control character");
     }
     cfg->log_json = tty ? 0 : 1;
     if (s->val[K_LOG_FORMAT]) {

@@ -23,6 +23,7 @@
 #include "node/log.h"
 #include "node/store.h"
 #include "rpc/rpc.h"
+#include "services/services.h"
 
 #ifndef NODE_SAVE_INTERVAL_MS
 #define NODE_SAVE_INTERVAL_MS 30000 /* store snapshot period */
@@ -296,6 +297,35 @@ fail:
     return rc;
 }
 
+/* The local services: each registers its methods in node->reg. */
+static int start_services(node_t *node, char *err, size_t errlen)
+{
+    int rc;
+    if ((rc = svc_process_start(node, &node->svc_process, err, errlen)) < 0) return rc;
+    if ((rc = svc_supervise_start(node, &node->svc_supervise, err, errlen)) < 0) return rc;
+    if ((rc = svc_file_start(node, &node->svc_file, err, errlen)) < 0) return rc;
+    if ((rc = svc_network_start(node, &node->svc_network, err, errlen)) < 0) return rc;
+    if ((rc = svc_monitor_start(node, &node->svc_monitor, err, errlen)) < 0) return rc;
+    return 0;
+}
+
+/* Stops every service that started; each counts as one pending part. */
+static void stop_services(node_t *node, void (*done)(void *arg))
+{
+#define STOP_SVC(field, fn)                                                                        \
+    if (node->field) {                                                                             \
+        node->pending_parts++;                                                                     \
+        fn(node->field, done, node);                                                               \
+        node->field = NULL;                                                                        \
+    }
+    STOP_SVC(svc_monitor, svc_monitor_stop)
+    STOP_SVC(svc_network, svc_network_stop)
+    STOP_SVC(svc_file, svc_file_stop)
+    STOP_SVC(svc_supervise, svc_supervise_stop)
+    STOP_SVC(svc_process, svc_process_stop)
+#undef STOP_SVC
+}
+
 void node_auth_config(const node_t *node, rpc_auth_config_t *out)
 {
     memset(out, 0, sizeof(*out));
@@ -366,6 +396,7 @@ int node_start(node_t *node, uv_loop_t *loop, node_log_t *log, char *err, size_t
     snprintf(node->rpc_path, sizeof(node->rpc_path), "%s/rpc.sock", node->cfg.data_dir);
     if ((rc = start_rpc(node, err, errlen)) < 0) goto fail;
     if ((rc = node_cluster_start(node, err, errlen)) < 0) goto fail;
+    if ((rc = start_services(node, err, errlen)) < 0) goto fail;
     uv_timer_start(&node->save_timer, save_timer_cb, NODE_SAVE_INTERVAL_MS, NODE_SAVE_INTERVAL_MS);
     uv_timer_start(&node->boot_timer, boot_timer_cb, NODE_BOOT_TICK_MS, NODE_BOOT_TICK_MS);
     log_ready(node);
@@ -406,6 +437,7 @@ void node_stop(node_t *node, void (*done_cb)(void *arg), void *arg)
     node->stopped_cb = done_cb;
     node->stopped_arg = arg;
     node->pending_parts = 1; /* held until every part below is started */
+    stop_services(node, part_done);
     for (int i = 0; i < NODE_MAX_BOOTSTRAP; i++)
         if (node->resolving[i]) uv_cancel((uv_req_t *)&node->resolve_req[i]);
     if (node->rpc) {

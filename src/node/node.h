@@ -23,6 +23,7 @@ typedef struct node_store node_store_t;
 #define NODE_MAX_BOOTSTRAP   32
 #define NODE_MAX_TAGS        16 /* key=value tags in the node record */
 #define NODE_AUTH_SECRET_MAX 256
+#define NODE_MAX_FILE_ROOTS  8 /* directories the file service may reach */
 
 /* The resolved configuration (flag > environment > config file > default; see config.c). */
 typedef struct node_config {
@@ -48,6 +49,11 @@ typedef struct node_config {
     bool metrics_enabled;
     int log_level; /* NODE_LOG_DEBUG..NODE_LOG_ERROR */
     int log_json;  /* 1 json, 0 text */
+    char file_roots[NODE_MAX_FILE_ROOTS][NODE_PATH_MAX]; /* FILE_ROOTS, default DATA_DIR/files */
+    int file_root_count;
+    bool file_roots_default;     /* the default root (created on start when absent) */
+    char check_port_allow[1024]; /* CHECK_PORT_ALLOW: ADDR[/BITS][,...], "" = none extra */
+    char alert_webhook[1024];    /* ALERT_WEBHOOK_URL, "" = none */
 } node_config_t;
 
 typedef struct node {
@@ -76,6 +82,11 @@ typedef struct node {
     bool joined;                       /* a lookup of our own id completed with contacts */
     members_t *members;                /* the membership view (cluster.c) */
     rpc_peer_t *peer;                  /* the peer channel (cluster.c) */
+    struct svc_process *svc_process;   /* the services (src/services/services.h) */
+    struct svc_supervise *svc_supervise;
+    struct svc_file *svc_file;
+    struct svc_network *svc_network;
+    struct svc_monitor *svc_monitor;
     /* private to cluster.c */
     uv_timer_t gossip_timer;
     bool cl_timer_open;

@@ -39,6 +39,35 @@ static const char *const migrations[] = {
     "  code INTEGER NOT NULL,"
     "  duration_ms INTEGER NOT NULL);"
     "CREATE INDEX audit_time ON audit (time);",
+    /* 2 -> 3: supervised programs (src/services/supervise*.c): the start parameters as a msgpack
+     * map, whether the program should run, and the pid with its start time (field 22 of
+     * /proc/PID/stat) so a restarted node re-adopts its programs instead of starting twice */
+    "CREATE TABLE programs ("
+    "  name TEXT PRIMARY KEY,"
+    "  spec BLOB NOT NULL,"
+    "  wanted INTEGER NOT NULL,"
+    "  pid INTEGER NOT NULL DEFAULT 0,"
+    "  pid_start INTEGER NOT NULL DEFAULT 0,"
+    "  created INTEGER NOT NULL,"
+    "  updated INTEGER NOT NULL);"
+    /* monitor history (src/services/monitor_history.c): res is the step in seconds (1 or 60),
+     * t the step's start in unix seconds */
+    "CREATE TABLE samples ("
+    "  res INTEGER NOT NULL,"
+    "  metric TEXT NOT NULL,"
+    "  t INTEGER NOT NULL,"
+    "  value REAL NOT NULL,"
+    "  PRIMARY KEY (res, metric, t)) WITHOUT ROWID;"
+    /* alert rules (src/services/alert.c); firing_since is wall ms, 0 when not firing */
+    "CREATE TABLE alert_rules ("
+    "  name TEXT PRIMARY KEY,"
+    "  metric TEXT NOT NULL,"
+    "  op TEXT NOT NULL,"
+    "  threshold REAL NOT NULL,"
+    "  for_seconds INTEGER NOT NULL,"
+    "  severity TEXT NOT NULL,"
+    "  created INTEGER NOT NULL,"
+    "  firing_since INTEGER NOT NULL DEFAULT 0);",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

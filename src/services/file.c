@@ -1,0 +1,27 @@
+/* file.c: PLACEHOLDER until the file service lands (scaffold of the services wiring). */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "services/services.h"
+
+struct svc_file {
+    node_t *node;
+};
+
+int svc_file_start(node_t *node, svc_file_t **out, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    svc_file_t *svc = calloc(1, sizeof(*svc));
+    if (!svc) return -ENOMEM;
+    svc->node = node;
+    *out = svc;
+    return 0;
+}
+
+void svc_file_stop(svc_file_t *svc, void (*done)(void *arg), void *arg)
+{
+    if (!svc) return;
+    free(svc);
+    if (done) done(arg);
+}

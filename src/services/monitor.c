@@ -1,0 +1,27 @@
+/* monitor.c: PLACEHOLDER until the monitor service lands (scaffold of the services wiring). */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "services/services.h"
+
+struct svc_monitor {
+    node_t *node;
+};
+
+int svc_monitor_start(node_t *node, svc_monitor_t **out, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    svc_monitor_t *svc = calloc(1, sizeof(*svc));
+    if (!svc) return -ENOMEM;
+    svc->node = node;
+    *out = svc;
+    return 0;
+}
+
+void svc_monitor_stop(svc_monitor_t *svc, void (*done)(void *arg), void *arg)
+{
+    if (!svc) return;
+    free(svc);
+    if (done) done(arg);
+}

@@ -1,0 +1,27 @@
+/* process.c: PLACEHOLDER until the process service lands (scaffold of the services wiring). */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "services/services.h"
+
+struct svc_process {
+    node_t *node;
+};
+
+int svc_process_start(node_t *node, svc_process_t **out, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    svc_process_t *svc = calloc(1, sizeof(*svc));
+    if (!svc) return -ENOMEM;
+    svc->node = node;
+    *out = svc;
+    return 0;
+}
+
+void svc_process_stop(svc_process_t *svc, void (*done)(void *arg), void *arg)
+{
+    if (!svc) return;
+    free(svc);
+    if (done) done(arg);
+}
