@@ -83,7 +83,14 @@ static void round_trip(void **state)
     assert_non_null(testdir_make(root));
     snprintf(path, sizeof(path), "%s/node.db", root);
     assert_int_equal(node_store_open(path, &s), 0);
-    assert_int_equal(node_store_version(s), 2);
+    assert_int_equal(node_store_version(s), 3);
+    /* every migration ran: the services' tables are there */
+    assert_int_equal(sqlite3_exec(node_store_db(s),
+                                  "SELECT name, spec, wanted, pid, pid_start FROM programs;"
+                                  "SELECT res, metric, t, value FROM samples;"
+                                  "SELECT name, op, threshold, firing_since FROM alert_rules;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
     fill(s, 4, NREC);
     node_store_close(s);
 
