@@ -265,11 +265,11 @@ void router_resolve_remote(node_t *node, rpc_call_t *call, const char *sel, size
 
 int router_transport_call(node_t *node, const router_target_t *t, const char *method,
                           const msgpack_object *params, uint64_t timeout_ms, router_reply_cb cb,
-                          void *arg)
+                          router_notify_cb on_notify, void *arg)
 {
     if (!node->peer) return -ESHUTDOWN;
-    return rpc_peer_call(node->peer, t->pk, (const struct sockaddr *)&t->addr, method, params,
-                         timeout_ms, cb, arg);
+    return rpc_peer_call_ex(node->peer, t->pk, (const struct sockaddr *)&t->addr, method, params,
+                            timeout_ms, cb, on_notify, arg);
 }
 
 /* ---- gossip ---- */

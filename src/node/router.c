@@ -52,8 +52,9 @@ static void pack_forward_params(msgpack_sbuffer *sb, rpc_call_t *call, double ti
         if (!(k->type == MSGPACK_OBJECT_STR && k->via.str.size && k->via.str.ptr[0] == '_')) keep++;
     }
     const char *token = rpc_call_token(call);
+    bool stream = rpc_call_stream(call);
     msgpack_pack_array(&pk, 1);
-    msgpack_pack_map(&pk, keep + 3);
+    msgpack_pack_map(&pk, keep + 3 + (stream ? 1 : 0));
     for (uint32_t i = 0; named && i < named->via.map.size; i++) {
         const msgpack_object_kv *kv = &named->via.map.ptr[i];
         if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size &&
@@ -68,6 +69,10 @@ static void pack_forward_params(msgpack_sbuffer *sb, rpc_call_t *call, double ti
     msgpack_pack_str_with_body(&pk, token, strlen(token));
     msgpack_pack_str_with_body(&pk, "_origin", 7);
     msgpack_pack_str_with_body(&pk, origin, strlen(origin));
+    if (stream) { /* the far node streams too (job output...); its notifications pass through */
+        msgpack_pack_str_with_body(&pk, "_stream", 7);
+        msgpack_pack_true(&pk);
+    }
 }
 
 static void pack_error(msgpack_packer *pk, int code, const char *msg)
@@ -210,6 +215,29 @@ static void leg_reply(void *arg, int status, const msgpack_object *err, const ms
     leg_done(l);
 }
 
+/* A notification the far node streamed for this leg (e.g. job.output): passed to the caller as
+ * is. rpc.partial is the router's own word for a leg's answer, so a far one is not relayed. */
+static void leg_notify(void *arg, const msgpack_object *method, const msgpack_object *params)
+{
+    leg_t *l = arg;
+    fan_t *f = l->fan;
+    if (l->done || !f->call || rpc_call_cancelled(f->call) || !rpc_call_stream(f->call)) return;
+    if (method->type != MSGPACK_OBJECT_STR || method->via.str.size == 0 ||
+        method->via.str.size > RPC_MAX_METHOD_NAME || params->type != MSGPACK_OBJECT_ARRAY)
+        return;
+    char name[RPC_MAX_METHOD_NAME + 1];
+    memcpy(name, method->via.str.ptr, method->via.str.size);
+    name[method->via.str.size] = '\0';
+    if (strcmp(name, "rpc.partial") == 0) return;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_object(&pk, *params);
+    rpc_call_notify(f->call, name, sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+}
+
 /* Starts every leg. Legs that cannot start answer at once. */
 static void fan_start(fan_t *f, uint64_t timeout_ms)
 {
@@ -235,7 +263,8 @@ static void fan_start(fan_t *f, uint64_t timeout_ms)
             leg_error(l, RPC_ERR_UNAVAILABLE, "node is down");
             continue;
         }
-        int r = router_transport_call(f->node, &l->t, f->method, &u.data, timeout_ms, leg_reply, l);
+        int r = router_transport_call(f->node, &l->t, f->method, &u.data, timeout_ms, leg_reply,
+                                      leg_notify, l);
         if (r < 0) leg_reply(l, r, NULL, NULL);
     }
     free(legs);

@@ -40,9 +40,12 @@ void router_resolve_remote(node_t *node, rpc_call_t *call, const char *sel, size
  * it returns an error). */
 typedef void (*router_reply_cb)(void *arg, int status, const msgpack_object *err,
                                 const msgpack_object *result);
+/* A notification the far node streamed for the call (on_notify may be NULL; never after cb). */
+typedef void (*router_notify_cb)(void *arg, const msgpack_object *method,
+                                 const msgpack_object *params);
 int router_transport_call(node_t *node, const router_target_t *t, const char *method,
                           const msgpack_object *params, uint64_t timeout_ms, router_reply_cb cb,
-                          void *arg);
+                          router_notify_cb on_notify, void *arg);
 
 /* The monotonic clock calls' deadlines use (ms). */
 uint64_t router_now(node_t *node);

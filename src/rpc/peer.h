@@ -89,8 +89,9 @@ typedef void (*rpc_peer_reply_cb)(void *arg, int status, const msgpack_object *e
                                   const msgpack_object *result);
 
 /* A notification [2, method, params] for a pending call: delivered when params is an array whose
- * first element is a map holding "_msgid" equal to the msgid of the request it belongs to (the
- * far side streaming for request N names N). Objects valid during the callback only. */
+ * last element is a map holding "_msgid" equal to the msgid of the request it belongs to (the far
+ * side streaming for request N appends {"_msgid": N}; rpc_call_notify does it on peer sessions).
+ * The callback gets params without that last element. Objects valid during the callback only. */
 typedef void (*rpc_peer_notify_cb)(void *arg, const msgpack_object *method,
                                    const msgpack_object *params);
 

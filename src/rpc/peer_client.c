@@ -49,11 +49,13 @@ static bool on_client_frame(pconn_t *c, const msgpack_object *o)
     }
     if (a[0].via.u64 == 2 && o->via.array.size == 3) {
         const msgpack_object *params = &a[2], *id;
-        if (params->type == MSGPACK_OBJECT_ARRAY && params->via.array.size > 0 &&
-            (id = map_get(&params->via.array.ptr[0], "_msgid")) &&
+        uint32_t n = params->type == MSGPACK_OBJECT_ARRAY ? params->via.array.size : 0;
+        if (n > 0 && (id = map_get(&params->via.array.ptr[n - 1], "_msgid")) &&
             id->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
             pcall_t *k = find_call(c, id->via.u64);
-            if (k && k->on_notify) k->on_notify(k->arg, &a[1], params);
+            msgpack_object inner = *params; /* the params without the trailing {"_msgid": N} */
+            inner.via.array.size = n - 1;
+            if (k && k->on_notify) k->on_notify(k->arg, &a[1], &inner);
         }
         return !c->closed;
     }

@@ -361,7 +361,30 @@ int rpc_call_notify(rpc_call_t *call, const char *method, const void *params, si
     msgpack_pack_array(&pk, 3);
     msgpack_pack_uint8(&pk, 2);
     rpc_pack_cstr(&pk, method);
-    msgpack_sbuffer_write(&sb, params, len);
+    if (s->peer) {
+        /* node to node: the caller multiplexes calls on one connection, so the params array
+         * gains a last element {"_msgid": N} naming the request this notification belongs to */
+        const uint8_t *p = params;
+        uint32_t n;
+        size_t hdr;
+        if (len >= 1 && p[0] >= 0x90 && p[0] <= 0x9f)
+            n = p[0] & 0x0f, hdr = 1;
+        else if (len >= 3 && p[0] == 0xdc)
+            n = (uint32_t)p[1] << 8 | p[2], hdr = 3;
+        else if (len >= 5 && p[0] == 0xdd)
+            n = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4], hdr = 5;
+        else {
+            msgpack_sbuffer_destroy(&sb);
+            return -EINVAL;
+        }
+        msgpack_pack_array(&pk, (size_t)n + 1);
+        msgpack_sbuffer_write(&sb, (const char *)p + hdr, len - hdr);
+        msgpack_pack_map(&pk, 1);
+        rpc_pack_cstr(&pk, "_msgid");
+        msgpack_pack_uint32(&pk, call->msgid);
+    } else {
+        msgpack_sbuffer_write(&sb, params, len);
+    }
     int r = s->write(s->ctx, (const uint8_t *)sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
     return r;

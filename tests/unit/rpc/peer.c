@@ -55,6 +55,24 @@ static void hold_cb(rpc_call_t *call, void *ctx)
         rpc_call_error(call, RPC_ERR_INTERNAL, "full");
 }
 
+/* Streams two notifications [2, "test.chunk", [i, "x"]] then answers "done". */
+static void stream_cb(rpc_call_t *call, void *ctx)
+{
+    for (int i = 0; i < 2; i++) {
+        msgpack_sbuffer sb;
+        msgpack_packer pk;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_array(&pk, 2);
+        msgpack_pack_int(&pk, i);
+        msgpack_pack_str_with_body(&pk, "x", 1);
+        assert_int_equal(rpc_call_notify(call, "test.chunk", sb.data, sb.size), 0);
+        msgpack_sbuffer_destroy(&sb);
+    }
+    msgpack_pack_str_with_body(rpc_call_packer(call), "done", 4);
+    rpc_call_reply(call);
+}
+
 static const rpc_param_t echo_params[] = {
     {.name = "s", .types = RPC_T_STRING, .required = true},
 };
@@ -74,6 +92,9 @@ static void node_init(node_t *n, uint8_t net_byte)
     rpc_method_t hold = {.name = "test.hold", .role = RPC_ROLE_NONE, .handler = hold_cb};
     assert_int_equal(rpc_registry_add(n->reg, &echo), 0);
     assert_int_equal(rpc_registry_add(n->reg, &hold), 0);
+    rpc_method_t stream = {
+        .name = "test.stream", .role = RPC_ROLE_ADMIN, .handler = stream_cb, .network = true};
+    assert_int_equal(rpc_registry_add(n->reg, &stream), 0);
     rpc_peer_config_t cfg = {n->pk, n->sk, n->net, n->reg, &auth};
     assert_int_equal(rpc_peer_start(&loop, &cfg, "127.0.0.1", 0, &n->peer), 0);
     assert_true(rpc_peer_port(n->peer) > 0);
@@ -440,6 +461,48 @@ static void test_pending_cap(void **state)
     node_free(&b);
 }
 
+/* Notifications carry the request's id as a last {"_msgid": N} element; the caller's on_notify
+ * gets them in order, before the answer, without that element. */
+static void notify_cb(void *arg, const msgpack_object *method, const msgpack_object *params)
+{
+    reply_t *r = arg;
+    assert_false(r->done);
+    assert_true(rpc_str_eq(method, "test.chunk"));
+    assert_int_equal(params->type, MSGPACK_OBJECT_ARRAY);
+    assert_int_equal(params->via.array.size, 2);
+    assert_int_equal(params->via.array.ptr[0].via.u64, (uint64_t)r->notified);
+    assert_true(rpc_str_eq(&params->via.array.ptr[1], "x"));
+    r->notified++;
+}
+
+static void test_notifications(void **state)
+{
+    node_t a, b;
+    node_init(&a, 1);
+    node_init(&b, 1);
+    reply_t r[3];
+    memset(r, 0, sizeof(r));
+    /* two concurrent streams and a plain call on one connection: each gets its own */
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(rpc_peer_call_ex(a.peer, b.pk, (struct sockaddr *)&b.addr,
+                                          "system.local.test.stream", NULL, 5000, reply_cb,
+                                          notify_cb, &r[i]),
+                         0);
+    assert_int_equal(rpc_peer_call_ex(a.peer, b.pk, (struct sockaddr *)&b.addr, "rpc.ping", NULL,
+                                      5000, reply_cb, notify_cb, &r[2]),
+                     0);
+    wait_all(r, 3);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(r[i].status, 0);
+        assert_int_equal(r[i].code, 0);
+        assert_int_equal(r[i].notified, 2);
+        assert_string_equal(r[i].result, "done");
+    }
+    assert_int_equal(r[2].notified, 0);
+    node_free(&a);
+    node_free(&b);
+}
+
 int main(void)
 {
     if (sodium_init() < 0) return 1;
@@ -450,6 +513,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refused_and_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_notifications, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
