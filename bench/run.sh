@@ -6,6 +6,8 @@
 #      hottest symbols (perf) to say what bounds it.
 #   3. Idle RSS and start-to-ready time of p2p-node (bench/node_ready.py).
 #   4. What proving an identity costs: pairwise key + AEAD vs a signature per datagram.
+#   5-7. The RPC paths and a 100-node mesh (issue 3).
+#   8. The local services (issue 4): bench/process_list.py, monitor_status.py, transfer.py.
 # Prints tables; raw JSON goes to BUILD_DIR/bench-out/. Set BENCH_QUICK=1 to skip the 100k run.
 set -eu
 
@@ -282,4 +284,17 @@ if [ -n "$NODE" ]; then
     $PY "$HERE/mesh.py" "$B" --nodes "${MESH_NODES:-100}" --json "$OUT/mesh.json" 2>"$OUT/mesh.log" ||
         { echo "mesh.py failed:"; tail -n 20 "$OUT/mesh.log"; }
     echo "targets: fan-out <= 1 s; 100 idle nodes <= 1 GB RSS; listed by every node <= 10 s"
+fi
+
+# ---- 8. local services (issue 4): process.list with 1,000 processes, monitor.status, 1 GB push/pull ----
+if [ -n "$NODE" ]; then
+    for s in process_list monitor_status transfer; do
+        [ -f "$HERE/$s.py" ] || continue
+        echo
+        echo "== $s (bench/$s.py)"
+        $PY "$HERE/$s.py" "$B" >"$OUT/$s.json" 2>"$OUT/$s.log" && cat "$OUT/$s.json" ||
+            { echo "$s.py failed:"; tail -n 20 "$OUT/$s.log"; }
+    done
+    echo "targets: process.list <= 20 ms with 1,000 processes; monitor.status <= 2 ms;"
+    echo "         push/pull of 1 GB >= 200 MB/s with checksum, both nodes' RSS flat"
 fi
