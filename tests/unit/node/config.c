@@ -169,6 +169,40 @@ static void tags_list(void **state)
     expect_bad(2, bad2, NULL, "tags");
 }
 
+static void service_settings(void **state)
+{
+    (void)state;
+    node_config_t c;
+    char *dd[] = {"--data-dir", "/tmp/p2p-x"};
+    assert_int_equal(parse(&c, 2, dd, NULL), 0);
+    assert_int_equal(c.file_root_count, 1); /* default: DATA_DIR/files */
+    assert_string_equal(c.file_roots[0], "/tmp/p2p-x/files");
+    assert_true(c.file_roots_default);
+    assert_string_equal(c.check_port_allow, "");
+    assert_string_equal(c.alert_webhook, "");
+    char *env[] = {"FILE_ROOTS=/srv/a,,/var/log", "CHECK_PORT_ALLOW=10.0.0.0/8,::1,192.0.2.7",
+                   "ALERT_WEBHOOK_URL=http://127.0.0.1:9000/hook", NULL};
+    assert_int_equal(parse(&c, 0, NULL, env), 0);
+    assert_int_equal(c.file_root_count, 2);
+    assert_string_equal(c.file_roots[0], "/srv/a");
+    assert_string_equal(c.file_roots[1], "/var/log");
+    assert_false(c.file_roots_default);
+    assert_string_equal(c.check_port_allow, "10.0.0.0/8,::1,192.0.2.7");
+    assert_string_equal(c.alert_webhook, "http://127.0.0.1:9000/hook");
+    char *b1[] = {"--check-port-allow", "example.com"};
+    expect_bad(2, b1, NULL, "check-port-allow");
+    char *b2[] = {"--check-port-allow", "10.0.0.0/33"};
+    expect_bad(2, b2, NULL, "check-port-allow");
+    char *b3[] = {"--check-port-allow", "::/129"};
+    expect_bad(2, b3, NULL, "check-port-allow");
+    char *b4[] = {"--alert-webhook", "ftp://x"};
+    expect_bad(2, b4, NULL, "alert-webhook");
+    char *b5[] = {"--alert-webhook", "http://a b"};
+    expect_bad(2, b5, NULL, "alert-webhook");
+    char *b6[] = {"--file-roots", "a,b,c,d,e,f,g,h,i"};
+    expect_bad(2, b6, NULL, "file-roots");
+}
+
 static void validation(void **state)
 {
     (void)state;
@@ -266,6 +300,7 @@ int main(void)
         cmocka_unit_test(last_flag_wins_and_empty_env_is_unset),
         cmocka_unit_test(bootstrap_list),
         cmocka_unit_test(tags_list),
+        cmocka_unit_test(service_settings),
         cmocka_unit_test(network_key_and_auth_secret_sources),
         cmocka_unit_test(validation),
         cmocka_unit_test(ports_zero_allowed_for_tests),
