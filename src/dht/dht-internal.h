@@ -58,6 +58,13 @@
 #define DHT_REPLAY_WINDOW 64 /* out-of-order datagrams tolerated per peer */
 #endif
 
+#ifndef DHT_MAX_PINGS
+#define DHT_MAX_PINGS 64 /* dht_ping() calls awaiting their PONG at once */
+#endif
+#ifndef DHT_PING_MAX_TIMEOUT_MS
+#define DHT_PING_MAX_TIMEOUT_MS 10000 /* longest wait dht_ping() accepts */
+#endif
+
 #define DHT_MAGIC_BOX    0xd1 /* pairwise-key datagram */
 #define DHT_MAGIC_HELLO  0xd2 /* network-key-only datagram (PING to an unknown identity) */
 #define DHT_NONCE_LEN    24
@@ -238,6 +245,18 @@ typedef struct dht_pub {
     uint64_t next_republish; /* monotonic */
 } dht_pub_t;
 
+/* ---- pings with a completion callback (ping.c) ---- */
+typedef struct dht_ping_slot {
+    bool used;
+    bool done;       /* answered or timed out; the callback runs from dht_pings_finish() */
+    int status;      /* 0, -ETIMEDOUT */
+    uint32_t txid;   /* of the pending PING */
+    uint32_t rtt_ms; /* when answered */
+    uint64_t deadline;
+    dht_ping_cb cb;
+    void *arg;
+} dht_ping_slot_t;
+
 /* ---- the node ---- */
 typedef struct dht_ratelimit {
     struct dht_rl_src {
@@ -286,7 +305,10 @@ struct dht {
     uint64_t next_maintenance;
     uint64_t next_expiry;
     dht_stats_t stats;
-    uint64_t now; /* last `now` seen */
+    dht_ping_slot_t *pings; /* DHT_MAX_PINGS slots, allocated on the first dht_ping() */
+    int npings;             /* slots in use */
+    int npings_done;        /* of which finished, awaiting dht_pings_finish() */
+    uint64_t now;           /* last `now` seen */
 };
 
 /* ---- crypto.c ---- */
@@ -412,5 +434,17 @@ void dht_op_cancel_all(dht_t *dht);
 void dht_op_abort(dht_t *dht, int op);
 /* Runs the callbacks of finished operations and frees their slots. */
 void dht_ops_finish(dht_t *dht, uint64_t now);
+
+/* ---- ping.c ---- */
+/* A PONG answered the pending PING txid after rtt ms: completes the dht_ping() waiting for it. */
+void dht_pings_on_pong(dht_t *dht, uint32_t txid, uint64_t rtt);
+/* Marks pings past their deadline as timed out. */
+void dht_pings_expire(dht_t *dht, uint64_t now);
+/* The earliest deadline of a waiting ping (UINT64_MAX when none). */
+uint64_t dht_pings_deadline(const dht_t *dht);
+/* Runs the callbacks of finished pings and frees their slots. */
+void dht_pings_finish(dht_t *dht);
+/* dht_free(): every waiting ping gets -ECANCELED; frees the slots. */
+void dht_pings_cancel_all(dht_t *dht);
 
 #endif

@@ -1,6 +1,7 @@
 /* dht.c: the DHT node: datagram input (rate limit, authentication, replay check, decode), request
  * handling (PING, FIND_NODE, FIND_VALUE, STORE with address tokens and anti-amplification),
- * responses to our own requests, timers, publications and the public API of dht.h. */
+ * responses to our own requests, timers, publications and the public API of dht.h (dht_ping is in
+ * ping.c). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -359,6 +360,7 @@ static void handle_response(dht_t *dht, dht_peer_t *p, const dht_msg_t *m, const
     if (copy.hello) memcpy(copy.pk, p->pk, DHT_PK_LEN);
 
     rtt_sample(dht, p, now - copy.sent);
+    if (copy.purpose == DHT_REQ_PING) dht_pings_on_pong(dht, copy.txid, now - copy.sent);
     bool first_answer = !p->answered;
     p->answered = true;
     p->addr = *from;
@@ -450,6 +452,7 @@ int dht_input(dht_t *dht, const uint8_t *buf, size_t len, const dht_addr_t *from
     } else {
         handle_response(dht, p, &m, from, now);
         dht_ops_finish(dht, now);
+        dht_pings_finish(dht);
     }
     return 0;
 }
@@ -544,7 +547,9 @@ uint64_t dht_next_deadline(const dht_t *dht)
         uint64_t d = pd->late ? pd->hard_deadline : pd->soft_deadline;
         if (d < next) next = d;
     }
-    return dht->ndone > 0 ? dht->now : next;
+    uint64_t ping = dht_pings_deadline(dht);
+    if (ping < next) next = ping;
+    return dht->ndone > 0 || dht->npings_done > 0 ? dht->now : next;
 }
 
 uint64_t dht_periodic(dht_t *dht, uint64_t now)
@@ -558,6 +563,8 @@ uint64_t dht_periodic(dht_t *dht, uint64_t now)
     for (int i = 0; i < dht->ops_cap && dht->nops > 0; i++)
         if (dht->ops[i].used && !dht->ops[i].done) dht_op_step(dht, i, now);
     dht_ops_finish(dht, now);
+    dht_pings_expire(dht, now);
+    dht_pings_finish(dht);
     return dht_next_deadline(dht);
 }
 
@@ -595,6 +602,7 @@ void dht_free(dht_t *dht)
 {
     if (!dht) return;
     dht_op_cancel_all(dht);
+    dht_pings_cancel_all(dht);
     dht_table_free(&dht->table);
     dht_peers_free(&dht->peers);
     dht_store_free(&dht->store);

@@ -161,8 +161,8 @@ typedef void (*dht_put_cb)(void *arg, int status, size_t stored);
 /* Creates a node. Copies cfg. Returns NULL on bad config or out of memory. */
 dht_t *dht_new(const dht_config_t *cfg, uint64_t now);
 
-/* Frees the node; pending lookups, gets and puts get their callback with -ECANCELED first. NULL ok.
- */
+/* Frees the node; pending lookups, gets, puts and pings get their callback with -ECANCELED first.
+ * NULL ok. */
 void dht_free(dht_t *dht);
 
 /* Tells the core that monotonic `now` corresponds to wall-clock `wall_ms`. Call at start and
@@ -184,6 +184,20 @@ uint64_t dht_next_deadline(const dht_t *dht);
 /* Sends a hello PING to an address whose identity is unknown (bootstrap). The contact is added
  * when it answers. Returns 0 or -EINVAL. */
 int dht_ping_addr(dht_t *dht, const dht_addr_t *addr, uint64_t now);
+
+/* A ping's outcome: status 0 with the round-trip time in ms (from sending the PING to receiving
+ * its PONG), -ETIMEDOUT when no PONG came before the timeout, -ECANCELED when dht_free() ran
+ * first. */
+typedef void (*dht_ping_cb)(void *arg, int status, uint32_t rtt_ms);
+
+/* Pings addr and reports the round trip to cb, exactly once, from dht_input(), dht_periodic() or
+ * dht_free(). pk is the identity expected at addr: the PING is then boxed for it and only that node
+ * can answer; NULL sends a hello PING that any member of the network at addr answers. timeout_ms is
+ * clamped to 1..DHT_PING_MAX_TIMEOUT_MS. At most DHT_MAX_PINGS such pings run at once. Returns 0,
+ * -EINVAL (bad address, pk is our own or not a valid key) or -ENOBUFS (too many pings or pending
+ * requests); on an error cb is never called. */
+int dht_ping(dht_t *dht, const dht_addr_t *addr, const uint8_t *pk, uint32_t timeout_ms,
+             uint64_t now, dht_ping_cb cb, void *arg);
 
 /* Iterative FIND_NODE for target. Returns 0 (cb will run) or -ENOBUFS when too many lookups run. */
 int dht_find_node(dht_t *dht, const dht_id_t *target, uint64_t now, dht_lookup_cb cb, void *arg);
