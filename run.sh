@@ -10,8 +10,8 @@ ASAN_BUILD=$ROOT/build-asan
 # What building needs (the unit tests' cmocka and the integration tests' Python are small enough
 # to come with it), then what benchmarks need. clang and libclang-rt-14-dev are only for -Dfuzz=true.
 DEB_PACKAGES=(gcc pkg-config meson ninja-build libuv1-dev libsodium-dev libmsgpack-dev
-  libsqlite3-dev libjwt-dev libjansson-dev libcurl4-openssl-dev node-llhttp libcmocka-dev python3
-  python3-msgpack)
+  libsqlite3-dev libjwt-dev libjansson-dev libcurl4-openssl-dev libssl-dev node-llhttp libcmocka-dev
+  python3 python3-msgpack)
 BENCH_PACKAGES=(redis-server redis-tools hyperfine valgrind linux-perf)
 
 need_root() { if [ "$(id -u)" -ne 0 ]; then echo sudo; fi; }
