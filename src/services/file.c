@@ -49,8 +49,7 @@ struct svc_file {
     node_t *node;
     froot_entry_t roots[NODE_MAX_FILE_ROOTS];
     int nroots;
-    svc_file_crypto_t crypto; /* libcrypto's SHA-256 when it loads */
-    atomic_bool stop;         /* read by the workers */
+    atomic_bool stop; /* read by the workers */
     bool stopping;
     int njobs;
     fjob_t *running;               /* jobs handed to uv_queue_work */
@@ -75,7 +74,6 @@ static void finish(svc_file_t *svc)
     void *arg = svc->done_arg;
     for (int i = 0; i < svc->nroots; i++)
         if (svc->roots[i].r.fd >= 0) close(svc->roots[i].r.fd);
-    svc_file_crypto_unload(&svc->crypto);
     free(svc);
     if (done) done(arg);
 }
@@ -198,7 +196,6 @@ static fjob_t *job_new(svc_file_t *svc, rpc_call_t *call)
     j->call = call;
     msgpack_sbuffer_init(&j->sb);
     j->q.stop = &svc->stop;
-    j->q.crypto = &svc->crypto;
     j->q.deadline_ms = rpc_call_deadline(call);
     j->q.param = "path";
     svc->njobs++;
@@ -666,7 +663,6 @@ int svc_file_start(node_t *node, svc_file_t **out, char *err, size_t errlen)
     }
     svc->node = node;
     atomic_init(&svc->stop, false);
-    svc_file_crypto_load(&svc->crypto); /* absent: libsodium hashes */
     for (int i = 0; i < node->cfg.file_root_count && i < NODE_MAX_FILE_ROOTS; i++)
         open_root(svc, &svc->roots[svc->nroots++], node->cfg.file_roots[i],
                   i == 0 && node->cfg.file_roots_default);

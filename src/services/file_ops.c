@@ -4,7 +4,6 @@
  * through file_path.c, and every entry the caller names is opened or changed relative to its
  * confined parent directory with O_NOFOLLOW, so nothing here follows a symlink out of a root. */
 #include <dirent.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -17,6 +16,7 @@
 #include <unistd.h>
 
 #include "base/base.h"
+#include "base/hash.h"
 #include "rpc/rpc.h"
 #include "services/file_ops.h"
 
@@ -636,90 +636,14 @@ out:
     return rc;
 }
 
-/* --- checksum ----------------------------------------------------------------------------------
- */
-
-int svc_file_crypto_load(svc_file_crypto_t *c)
-{
-    memset(c, 0, sizeof(*c));
-    void *lib = dlopen("libcrypto.so.3", RTLD_NOW | RTLD_LOCAL);
-    if (!lib) return -ENOENT;
-    *(void **)&c->ctx_new = dlsym(lib, "EVP_MD_CTX_new");
-    *(void **)&c->ctx_free = dlsym(lib, "EVP_MD_CTX_free");
-    *(void **)&c->sha256 = dlsym(lib, "EVP_sha256");
-    *(void **)&c->init = dlsym(lib, "EVP_DigestInit_ex");
-    *(void **)&c->update = dlsym(lib, "EVP_DigestUpdate");
-    *(void **)&c->final = dlsym(lib, "EVP_DigestFinal_ex");
-    if (!c->ctx_new || !c->ctx_free || !c->sha256 || !c->init || !c->update || !c->final) {
-        dlclose(lib);
-        memset(c, 0, sizeof(*c));
-        return -ENOENT;
-    }
-    c->lib = lib;
-    return 0;
-}
-
-void svc_file_crypto_unload(svc_file_crypto_t *c)
-{
-    if (!c || !c->lib) return;
-    dlclose(c->lib);
-    memset(c, 0, sizeof(*c));
-}
-
-/* One running hash: OpenSSL's SHA-256, libsodium's SHA-256 or BLAKE2b-256. */
-typedef struct hasher {
-    const svc_file_crypto_t *c; /* set: the EVP context below is used */
-    void *evp;
-    crypto_hash_sha256_state sha;
-    crypto_generichash_state b2;
-    int algo;
-} hasher_t;
-
-static int hasher_init(hasher_t *h, const svc_file_req_t *q)
-{
-    memset(h, 0, sizeof(*h));
-    h->algo = q->algo;
-    if (q->algo == SVC_FILE_BLAKE2B) return crypto_generichash_init(&h->b2, NULL, 0, 32);
-    if (q->crypto && q->crypto->lib && (h->evp = q->crypto->ctx_new())) {
-        h->c = q->crypto;
-        if (h->c->init(h->evp, h->c->sha256(), NULL) == 1) return 0;
-        h->c->ctx_free(h->evp);
-        h->c = NULL;
-        h->evp = NULL;
-    }
-    return crypto_hash_sha256_init(&h->sha);
-}
-
-static void hasher_update(hasher_t *h, const uint8_t *p, size_t n)
-{
-    if (h->algo == SVC_FILE_BLAKE2B)
-        crypto_generichash_update(&h->b2, p, n);
-    else if (h->c)
-        h->c->update(h->evp, p, n);
-    else
-        crypto_hash_sha256_update(&h->sha, p, n);
-}
-
-/* Writes the 32-byte digest and releases the hasher. */
-static void hasher_final(hasher_t *h, uint8_t out[32])
-{
-    unsigned int n = 32;
-    if (h->algo == SVC_FILE_BLAKE2B) {
-        crypto_generichash_final(&h->b2, out, 32);
-    } else if (h->c) {
-        h->c->final(h->evp, out, &n);
-        h->c->ctx_free(h->evp);
-    } else {
-        crypto_hash_sha256_final(&h->sha, out);
-    }
-}
+/* --- checksum (base/hash.h: SHA-256 by libcrypto, BLAKE2b by libsodium) ------------------- */
 
 int svc_file_checksum(const svc_file_req_t *q, msgpack_packer *pk, svc_ferr_t *e)
 {
     struct stat st;
     char etag[SVC_FILE_ETAG_LEN + 1], hex[2 * 32 + 1];
-    uint8_t digest[32];
-    hasher_t h;
+    uint8_t digest[P2P_HASH_LEN];
+    p2p_hash_t h;
     int fd = open_regular(q, &st, e);
     if (fd < 0) return -1;
     uint8_t *buf = malloc(SVC_FILE_IO_CHUNK);
@@ -728,7 +652,11 @@ int svc_file_checksum(const svc_file_req_t *q, msgpack_packer *pk, svc_ferr_t *e
         return svc_file_fail_errno(e, -ENOMEM, NULL, q->path);
     }
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    hasher_init(&h, q);
+    if (p2p_hash_init(&h, q->algo == SVC_FILE_BLAKE2B ? P2P_HASH_BLAKE2B : P2P_HASH_SHA256) < 0) {
+        free(buf);
+        close(fd);
+        return svc_file_fail_errno(e, -ENOMEM, NULL, q->path);
+    }
     uint64_t limit = q->has_length ? (uint64_t)q->length : UINT64_MAX, done = 0;
     int rc = 0;
     while (done < limit) {
@@ -744,12 +672,12 @@ int svc_file_checksum(const svc_file_req_t *q, msgpack_packer *pk, svc_ferr_t *e
             break;
         }
         if (n == 0) break;
-        hasher_update(&h, buf, (size_t)n);
+        p2p_hash_update(&h, buf, (size_t)n);
         done += (uint64_t)n;
     }
     free(buf);
     close(fd);
-    hasher_final(&h, digest);
+    p2p_hash_final(&h, digest);
     if (rc < 0) return -1;
     p2p_hex_encode(hex, digest, sizeof(digest));
     svc_file_etag(&st, etag);

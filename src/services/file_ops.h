@@ -73,24 +73,6 @@
 
 enum svc_file_algo { SVC_FILE_SHA256 = 0, SVC_FILE_BLAKE2B = 1 };
 
-/* SHA-256 through OpenSSL's libcrypto (EVP, SHA-NI/AVX2 code, several times libsodium's portable
- * speed), loaded at run time when present; checksums use libsodium otherwise. */
-typedef struct svc_file_crypto {
-    void *lib; /* NULL: not loaded */
-    void *(*ctx_new)(void);
-    void (*ctx_free)(void *ctx);
-    const void *(*sha256)(void);
-    int (*init)(void *ctx, const void *md, void *engine);
-    int (*update)(void *ctx, const void *p, size_t n);
-    int (*final)(void *ctx, unsigned char *out, unsigned int *n);
-} svc_file_crypto_t;
-
-/* Loads libcrypto into c. Returns 0, or -ENOENT when it is absent (c stays unloaded). */
-int svc_file_crypto_load(svc_file_crypto_t *c);
-
-/* Unloads what svc_file_crypto_load loaded. NULL or unloaded ok. */
-void svc_file_crypto_unload(svc_file_crypto_t *c);
-
 /* One validated request. Paths are normalized (svc_file_path_norm: "" is the root). */
 typedef struct svc_file_req {
     const svc_froot_t *root;
@@ -110,7 +92,6 @@ typedef struct svc_file_req {
     char content[SVC_FILE_MAX_PATTERN + 1];
     size_t content_len;
     int algo;
-    const svc_file_crypto_t *crypto; /* NULL or unloaded: libsodium */
     uint64_t deadline_ms;            /* p2p_mono_ms() after which long work gives up (0 = none) */
     const atomic_bool *stop; /* set when the service stops: long work gives up (NULL = never) */
 } svc_file_req_t;
