@@ -61,8 +61,9 @@ int rpc_decoder_next(rpc_decoder_t *d, rpc_frame_t **out)
     memcpy(f->bytes, start, flen);
     f->len = flen;
     msgpack_unpacked_init(&f->unp);
-    /* a zone sized for small frames (msgpack-c's default chunk is 8 KiB); it grows when needed */
-    if (!(f->unp.zone = msgpack_zone_new(flen < 256 ? 512 : 2 * flen))) goto fail;
+    /* a zone sized for small frames (msgpack-c's default chunk is 8 KiB); it grows when needed.
+     * Strings and binaries point into f->bytes, so a big frame (a file chunk) needs no big zone. */
+    if (!(f->unp.zone = msgpack_zone_new(flen < 256 ? 512 : P2P_MIN(2 * flen, 65536)))) goto fail;
     size_t off = 0;
     msgpack_unpack_return ur =
         msgpack_unpack((const char *)f->bytes, flen, &off, f->unp.zone, &f->unp.data);
