@@ -58,13 +58,6 @@
 #define DHT_REPLAY_WINDOW 64 /* out-of-order datagrams tolerated per peer */
 #endif
 
-#ifndef DHT_MAX_PINGS
-#define DHT_MAX_PINGS 64 /* dht_ping() calls awaiting their PONG at once */
-#endif
-#ifndef DHT_PING_MAX_TIMEOUT_MS
-#define DHT_PING_MAX_TIMEOUT_MS 10000 /* longest wait dht_ping() accepts */
-#endif
-
 #define DHT_MAGIC_BOX    0xd1 /* pairwise-key datagram */
 #define DHT_MAGIC_HELLO  0xd2 /* network-key-only datagram (PING to an unknown identity) */
 #define DHT_NONCE_LEN    24

@@ -62,4 +62,11 @@
 #define DHT_MSGPACK_DEPTH 4 /* deepest nesting accepted in a datagram */
 #endif
 
+#ifndef DHT_MAX_PINGS
+#define DHT_MAX_PINGS 64 /* dht_ping() calls awaiting their PONG at once */
+#endif
+#ifndef DHT_PING_MAX_TIMEOUT_MS
+#define DHT_PING_MAX_TIMEOUT_MS 10000 /* longest wait dht_ping() accepts */
+#endif
+
 #endif
