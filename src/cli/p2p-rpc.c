@@ -1,7 +1,8 @@
 /* p2p-rpc.c: the command-line client (CONTRACT section 2): one msgpack-RPC call over a node's local
  * unix socket, params from key=value pairs or --json, the answer printed as JSON or text; `nodes`
  * and `methods [NODE]`; fan-out calls (a NODE part with * or ?) printed per node with a summary
- * line on stderr; --stream prints the rpc.partial notifications as they arrive.
+ * line on stderr; --stream prints the rpc.partial notifications as they arrive; push and pull of
+ * files (transfer.c).
  * Exit codes: 0 ok, 1 call error, 2 usage, 3 some nodes of a fan-out failed or did not answer. */
 #include <errno.h>
 #include <glob.h>
@@ -15,6 +16,7 @@
 #include <jansson.h>
 
 #include "cli/convert.h"
+#include "cli/transfer.h"
 #include "rpc/rpc.h"
 
 #define EXIT_CALL    1
@@ -31,11 +33,13 @@ typedef struct opts {
     int out_json; /* 1 json, 0 text */
     bool stream;
     const char *method;
-    json_t *params;  /* object */
-    bool listing;    /* `methods`: text output as a method list */
-    bool node_table; /* `nodes`: text output as a table */
-    bool fanout;     /* the NODE part of the address is a glob */
-    bool streamed;   /* at least one rpc.partial was printed */
+    json_t *params;      /* object */
+    bool listing;        /* `methods`: text output as a method list */
+    bool node_table;     /* `nodes`: text output as a table */
+    bool fanout;         /* the NODE part of the address is a glob */
+    bool streamed;       /* at least one rpc.partial was printed */
+    const char *xfer[3]; /* push LOCAL NODE:PATH | pull NODE:PATH LOCAL (transfer.c) */
+    bool sync;           /* --sync of push/pull */
 } opts_t;
 
 static void usage(FILE *f)
@@ -62,6 +66,7 @@ static void usage(FILE *f)
         "  -h, --help        this help\n"
         "exit codes: 0 ok (every node of a fan-out answered without error), 1 call error (code\n"
         "and message on stderr), 2 usage, 3 some nodes of a fan-out failed or did not answer\n");
+    cli_transfer_usage(f);
 }
 
 static int usage_error(const char *fmt, const char *arg)
@@ -175,11 +180,15 @@ static int parse_args(int argc, char **argv, opts_t *o)
             o->out_json = !strcmp(val, "json");
         } else if (!strcmp(a, "--stream")) {
             o->stream = true, takes = false;
+        } else if (!strcmp(a, "--sync")) {
+            o->sync = true, takes = false;
         } else if (a[0] == '-' && a[1]) {
             return usage_error("unknown option %s", a);
         } else if (!o->method && npos < 3) {
             pos[npos++] = a, takes = false;
-            if (npos == 1 && strcmp(a, "methods") && strcmp(a, "nodes")) o->method = a;
+            if (npos == 1 && strcmp(a, "methods") && strcmp(a, "nodes") && strcmp(a, "push") &&
+                strcmp(a, "pull"))
+                o->method = a;
             continue;
         } else {
             takes = false;
@@ -199,6 +208,16 @@ static int parse_args(int argc, char **argv, opts_t *o)
         }
     }
     if (npos == 0) return usage_error("%s", "missing METHOD");
+    if (!o->method && (!strcmp(pos[0], "push") || !strcmp(pos[0], "pull"))) {
+        if (npos != 3)
+            return usage_error(!strcmp(pos[0], "push") ? "%s needs LOCAL NODE:PATH"
+                                                       : "%s needs NODE:PATH LOCAL",
+                               pos[0]);
+        if (json_object_size(o->params) || json_arg)
+            return usage_error("%s takes no key=value or --json", pos[0]);
+        memcpy(o->xfer, pos, sizeof(o->xfer));
+        return 0;
+    }
     if (!o->method) { /* methods [NODE] or nodes */
         static char buf[RPC_MAX_METHOD_NAME + 1];
         if (!strcmp(pos[0], "methods")) {
@@ -529,6 +548,17 @@ int main(int argc, char **argv)
     }
     if (find_socket(&o, path, sizeof(path)) < 0) {
         rc = EXIT_USAGE;
+        goto out;
+    }
+    if (o.xfer[0]) {
+        char *tok = find_token(&o);
+        cli_transfer_opts_t t = {.socket_path = path,
+                                 .token = tok,
+                                 .timeout_s = o.timeout_s,
+                                 .out_json = o.out_json,
+                                 .sync = o.sync};
+        rc = cli_transfer_run(!strcmp(o.xfer[0], "push"), o.xfer[1], o.xfer[2], &t);
+        free(tok);
         goto out;
     }
     json_object_set_new(o.params, "_timeout", json_real(o.timeout_s));
