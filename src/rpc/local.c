@@ -189,6 +189,8 @@ static void flush(conn_t *c)
     c->queued -= off;
     if (len == 0) {
         c->out.len = 0;
+        /* the kernel took it all: no write_cb will come to resume reading */
+        if (!c->draining && !c->kill && c->queued < RPC_MAX_OUTPUT / 2) set_reading(c, true);
         return;
     }
     wreq_t *w = malloc(sizeof(*w) + len);

@@ -224,6 +224,8 @@ static void flush_conn(pconn_t *c)
         w->len += sizeof(*w);
     }
     c->out.len = 0;
+    /* when the kernel took it all no write_cb comes: resume reading here */
+    if (!c->draining && !c->kill && c->queued < RPC_PEER_MAX_OUTPUT / 2) peer_set_reading(c, true);
 }
 
 static void prepare_cb(uv_prepare_t *h)
