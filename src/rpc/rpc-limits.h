@@ -59,4 +59,8 @@
 #define RPC_MAX_ACL_PATTERN 64 /* length of one such pattern */
 #endif
 
+#ifndef RPC_AUDIT_HASH_SPAN
+#define RPC_AUDIT_HASH_SPAN 4096 /* bytes of a long string/binary argument the audit hash covers */
+#endif
+
 #endif

@@ -149,7 +149,9 @@ static void respond(rpc_session_t *s, bool has_id, uint32_t msgid, int code, con
     respond_obj(s, has_id, msgid, code, msg, param, NULL, result, rlen);
 }
 
-/* BLAKE2b-128 of the named arguments without the reserved `_` ones. */
+/* BLAKE2b-128 of the named arguments without the reserved `_` ones. A top-level string or binary
+ * longer than RPC_AUDIT_HASH_SPAN counts as [length, its first and last SPAN/2 bytes]: a
+ * fingerprint to correlate calls, which must not cost a pass over every file chunk written. */
 static void params_hash(const msgpack_object *named, uint8_t out[16])
 {
     crypto_generichash_state st;
@@ -164,7 +166,20 @@ static void params_hash(const msgpack_object *named, uint8_t out[16])
             kv->key.via.str.ptr[0] == '_')
             continue;
         msgpack_pack_object(&pk, kv->key);
-        msgpack_pack_object(&pk, kv->val);
+        const msgpack_object *v = &kv->val;
+        uint32_t n = v->type == MSGPACK_OBJECT_STR   ? v->via.str.size
+                     : v->type == MSGPACK_OBJECT_BIN ? v->via.bin.size
+                                                     : 0;
+        if (n > RPC_AUDIT_HASH_SPAN) {
+            const char *b = v->type == MSGPACK_OBJECT_STR ? v->via.str.ptr : v->via.bin.ptr;
+            msgpack_pack_array(&pk, 3);
+            msgpack_pack_uint32(&pk, n);
+            msgpack_pack_bin_with_body(&pk, b, RPC_AUDIT_HASH_SPAN / 2);
+            msgpack_pack_bin_with_body(&pk, b + n - RPC_AUDIT_HASH_SPAN / 2,
+                                       RPC_AUDIT_HASH_SPAN / 2);
+        } else {
+            msgpack_pack_object(&pk, *v);
+        }
     }
     crypto_generichash_update(&st, (const uint8_t *)(sb.data ? sb.data : ""), sb.size);
     crypto_generichash_final(&st, out, 16);
