@@ -63,4 +63,8 @@
 #define RPC_AUDIT_HASH_SPAN 4096 /* bytes of a long string/binary argument the audit hash covers */
 #endif
 
+#ifndef RPC_REPLY_SPLIT
+#define RPC_REPLY_SPLIT 16384 /* a result bigger than this is written after its header, uncopied */
+#endif
+
 #endif

@@ -200,6 +200,11 @@ msgpack_packer *rpc_call_packer(rpc_call_t *call);
  * it must not be used afterwards. */
 void rpc_call_reply(rpc_call_t *call);
 
+/* Answers with the one object packed in sb, taking its storage without a copy (sb is left empty
+ * and may be destroyed or reused). What rpc_call_packer() held is dropped. For big results packed
+ * away from the call (a worker thread). Releases the call like rpc_call_reply(). */
+void rpc_call_reply_sbuffer(rpc_call_t *call, msgpack_sbuffer *sb);
+
 /* Answers with an error; message is printf-style. Releases the call like rpc_call_reply(). */
 void rpc_call_error(rpc_call_t *call, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

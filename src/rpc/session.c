@@ -126,6 +126,13 @@ static void respond_obj(rpc_session_t *s, bool has_id, uint32_t msgid, int code,
         msgpack_pack_uint32(&pk, msgid);
     else
         msgpack_pack_nil(&pk);
+    if (!err && !code && rlen > RPC_REPLY_SPLIT) { /* a big result goes out as is, not copied */
+        msgpack_pack_nil(&pk);
+        if (s->write(s->ctx, (const uint8_t *)sb.data, sb.size) == 0)
+            (void)s->write(s->ctx, (const uint8_t *)result, rlen);
+        msgpack_sbuffer_destroy(&sb);
+        return;
+    }
     if (err) {
         msgpack_pack_object(&pk, *err);
         msgpack_pack_nil(&pk);
@@ -227,6 +234,14 @@ static void answer(rpc_call_t *c, int code, const char *msg, const char *param)
 msgpack_packer *rpc_call_packer(rpc_call_t *call)
 {
     return &call->pk;
+}
+
+void rpc_call_reply_sbuffer(rpc_call_t *call, msgpack_sbuffer *sb)
+{
+    msgpack_sbuffer_destroy(&call->result);
+    call->result = *sb;
+    msgpack_sbuffer_init(sb);
+    rpc_call_reply(call);
 }
 
 void rpc_call_reply(rpc_call_t *call)

@@ -100,9 +100,7 @@ static void answer(fjob_t *j, int status)
         else
             rpc_call_error(call, j->err.code, "%s", j->err.msg);
     } else {
-        msgpack_packer *pk = rpc_call_packer(call);
-        pk->callback(pk->data, j->sb.data, j->sb.size);
-        rpc_call_reply(call);
+        rpc_call_reply_sbuffer(call, &j->sb); /* a read's chunk is not copied again */
     }
 }
 
@@ -312,6 +310,9 @@ static void read_cb(rpc_call_t *call, void *ctx)
     j->q.offset = rpc_call_int(call, "offset");
     j->q.length = rpc_call_int(call, "length");
     j->q.has_length = true;
+    /* the answer holds up to length bytes: sized once, not grown by doubling on the worker */
+    size_t cap = (size_t)j->q.length + 512;
+    if ((j->sb.data = malloc(cap))) j->sb.alloc = cap;
     submit(j, svc_file_read, false);
 }
 
