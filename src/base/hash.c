@@ -54,6 +54,21 @@ void p2p_hash_final(p2p_hash_t *h, uint8_t out[P2P_HASH_LEN])
     p2p_hash_free(h);
 }
 
+int p2p_hash_copy(p2p_hash_t *dst, const p2p_hash_t *src)
+{
+    *dst = *src;
+    dst->evp = NULL;
+    if (!src->evp) return 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (!ctx) return -ENOMEM;
+    if (EVP_MD_CTX_copy_ex(ctx, src->evp) != 1) {
+        EVP_MD_CTX_free(ctx);
+        return -ENOMEM;
+    }
+    dst->evp = ctx;
+    return 0;
+}
+
 void p2p_hash_free(p2p_hash_t *h)
 {
     if (!h) return;

@@ -37,6 +37,10 @@ void p2p_hash_update(p2p_hash_t *h, const void *p, size_t n);
 /* Writes the digest to out and releases h (it may be initialised again). */
 void p2p_hash_final(p2p_hash_t *h, uint8_t out[P2P_HASH_LEN]);
 
+/* Makes dst an independent copy of the running digest src (to finish one and go on with the
+ * other). Returns 0 or -ENOMEM (dst then needs no free). */
+int p2p_hash_copy(p2p_hash_t *dst, const p2p_hash_t *src);
+
 /* Releases a digest that will not be finished. Safe on a released or zeroed h. */
 void p2p_hash_free(p2p_hash_t *h);
 

@@ -55,6 +55,7 @@ struct svc_file {
     fjob_t *running;               /* jobs handed to uv_queue_work */
     fjob_t *fifo_head, *fifo_tail; /* changes waiting for their turn */
     bool serial_busy;
+    svc_file_digests_t *digests; /* running SHA-256 of files written in order (file_digest.c) */
     void (*done)(void *arg);
     void *done_arg;
 };
@@ -74,6 +75,7 @@ static void finish(svc_file_t *svc)
     void *arg = svc->done_arg;
     for (int i = 0; i < svc->nroots; i++)
         if (svc->roots[i].r.fd >= 0) close(svc->roots[i].r.fd);
+    svc_file_digests_free(svc->digests);
     free(svc);
     if (done) done(arg);
 }
@@ -83,6 +85,11 @@ static void work_cb(uv_work_t *w)
     fjob_t *j = w->data;
     msgpack_packer pk;
     msgpack_packer_init(&pk, &j->sb, msgpack_sbuffer_write);
+    if (j->serial && j->fn != svc_file_write) { /* mkdir, remove, move: digests may go stale */
+        svc_file_digests_forget(j->q.digests, j->q.root, j->q.path);
+        if (j->q.path2[0] || j->q.root2)
+            svc_file_digests_forget(j->q.digests, j->q.root2 ? j->q.root2 : j->q.root, j->q.path2);
+    }
     j->rc = j->fn(&j->q, &pk, &j->err);
 }
 
@@ -194,6 +201,7 @@ static fjob_t *job_new(svc_file_t *svc, rpc_call_t *call)
     j->call = call;
     msgpack_sbuffer_init(&j->sb);
     j->q.stop = &svc->stop;
+    j->q.digests = svc->digests;
     j->q.deadline_ms = rpc_call_deadline(call);
     j->q.param = "path";
     svc->njobs++;
@@ -663,6 +671,7 @@ int svc_file_start(node_t *node, svc_file_t **out, char *err, size_t errlen)
         return -ENOMEM;
     }
     svc->node = node;
+    svc->digests = svc_file_digests_new(); /* NULL: checksums always read */
     atomic_init(&svc->stop, false);
     for (int i = 0; i < node->cfg.file_root_count && i < NODE_MAX_FILE_ROOTS; i++)
         open_root(svc, &svc->roots[svc->nroots++], node->cfg.file_roots[i],

@@ -350,6 +350,7 @@ static int write_whole(const svc_file_req_t *q, int dfd, const char *name, msgpa
     if (fsync(dfd) < 0 && errno != EINVAL) goto fail_errno;
     if (fstat(tfd, &st) < 0) goto fail_errno;
     close(tfd);
+    svc_file_digests_wrote(q->digests, q->root, q->path, 0, q->data, q->data_len, &st);
     pack_write_result(pk, q->data_len, &st);
     return 0;
 fail_errno:
@@ -392,6 +393,11 @@ static int write_at(const svc_file_req_t *q, int dfd, const char *name, msgpack_
         goto fail_errno;
     if (fstat(fd, &st) < 0) goto fail_errno;
     close(fd);
+    if (q->append)
+        svc_file_digests_forget(q->digests, q->root, q->path);
+    else
+        svc_file_digests_wrote(q->digests, q->root, q->path, (uint64_t)q->offset, q->data,
+                               q->data_len, &st);
     pack_write_result(pk, q->data_len, &st);
     return 0;
 fail_errno:
@@ -651,13 +657,20 @@ int svc_file_checksum(const svc_file_req_t *q, msgpack_packer *pk, svc_ferr_t *e
         close(fd);
         return svc_file_fail_errno(e, -ENOMEM, NULL, q->path);
     }
+    uint64_t limit = q->has_length ? (uint64_t)q->length : UINT64_MAX, done = 0;
+    if (q->algo == SVC_FILE_SHA256 && limit >= (uint64_t)st.st_size &&
+        svc_file_digests_get(q->digests, q->root, q->path, &st, digest)) {
+        free(buf); /* digested while it was written in order: no second pass */
+        close(fd);
+        done = (uint64_t)st.st_size;
+        goto known;
+    }
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     if (p2p_hash_init(&h, q->algo == SVC_FILE_BLAKE2B ? P2P_HASH_BLAKE2B : P2P_HASH_SHA256) < 0) {
         free(buf);
         close(fd);
         return svc_file_fail_errno(e, -ENOMEM, NULL, q->path);
     }
-    uint64_t limit = q->has_length ? (uint64_t)q->length : UINT64_MAX, done = 0;
     int rc = 0;
     while (done < limit) {
         if (svc_file_should_stop(q, e)) {
@@ -679,6 +692,7 @@ int svc_file_checksum(const svc_file_req_t *q, msgpack_packer *pk, svc_ferr_t *e
     close(fd);
     p2p_hash_final(&h, digest);
     if (rc < 0) return -1;
+known:
     p2p_hex_encode(hex, digest, sizeof(digest));
     svc_file_etag(&st, etag);
     msgpack_pack_map(pk, 5);

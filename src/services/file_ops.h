@@ -13,6 +13,7 @@
 #include <msgpack.h>
 #include <sys/stat.h>
 
+#include "services/file_digest.h"
 #include "services/file_path.h"
 
 #ifndef SVC_FILE_MAX_READ
@@ -92,8 +93,9 @@ typedef struct svc_file_req {
     char content[SVC_FILE_MAX_PATTERN + 1];
     size_t content_len;
     int algo;
-    uint64_t deadline_ms;            /* p2p_mono_ms() after which long work gives up (0 = none) */
-    const atomic_bool *stop; /* set when the service stops: long work gives up (NULL = never) */
+    svc_file_digests_t *digests; /* running digests of in-order writes (NULL = none) */
+    uint64_t deadline_ms;        /* p2p_mono_ms() after which long work gives up (0 = none) */
+    const atomic_bool *stop;     /* set when the service stops: long work gives up (NULL = never) */
 } svc_file_req_t;
 
 /* An operation's error: code (RPC_ERR_*), the argument at fault (static string or NULL). */

@@ -53,6 +53,29 @@ static void pieces_equal_one_pass(void **state)
     }
 }
 
+/* A copy finishes on its own: the original goes on, and both agree with one-pass digests. */
+static void copy_then_continue(void **state)
+{
+    (void)state;
+    for (int algo = P2P_HASH_SHA256; algo <= P2P_HASH_BLAKE2B; algo++) {
+        p2p_hash_t h, c;
+        uint8_t d1[P2P_HASH_LEN], d2[P2P_HASH_LEN];
+        char hex[65], want[65];
+        assert_int_equal(p2p_hash_init(&h, (p2p_hash_algo_t)algo), 0);
+        p2p_hash_update(&h, "ab", 2);
+        assert_int_equal(p2p_hash_copy(&c, &h), 0);
+        p2p_hash_final(&c, d1);
+        p2p_hex_encode(hex, d1, sizeof(d1));
+        digest_hex((p2p_hash_algo_t)algo, "ab", 2, want);
+        assert_string_equal(hex, want);
+        p2p_hash_update(&h, "c", 1);
+        p2p_hash_final(&h, d2);
+        p2p_hex_encode(hex, d2, sizeof(d2));
+        digest_hex((p2p_hash_algo_t)algo, "abc", 3, want);
+        assert_string_equal(hex, want);
+    }
+}
+
 static void names(void **state)
 {
     (void)state;
@@ -70,6 +93,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(known_answers),
         cmocka_unit_test(pieces_equal_one_pass),
+        cmocka_unit_test(copy_then_continue),
         cmocka_unit_test(names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
