@@ -57,9 +57,14 @@ struct conn {
 typedef struct wreq {
     uv_write_t req;
     conn_t *c;
-    size_t len;
-    uint8_t data[];
+    size_t len;     /* bytes it counts for backpressure */
+    uint8_t *owned; /* the connection's whole output buffer handed over (freed with it), or NULL */
+    uint8_t data[]; /* else the bytes themselves */
 } wreq_t;
+
+#ifndef RPC_LOCAL_HANDOVER_MIN
+#define RPC_LOCAL_HANDOVER_MIN 65536 /* unwritten output past this goes with the write, uncopied */
+#endif
 
 static void maybe_done(rpc_local_t *s)
 {
@@ -160,6 +165,7 @@ static void write_cb(uv_write_t *req, int status)
     wreq_t *w = (wreq_t *)req;
     conn_t *c = w->c;
     c->queued -= w->len;
+    free(w->owned);
     free(w);
     if (c->closed) return;
     if (status < 0 || (c->draining && c->queued == 0)) {
@@ -193,20 +199,31 @@ static void flush(conn_t *c)
         if (!c->draining && !c->kill && c->queued < RPC_MAX_OUTPUT / 2) set_reading(c, true);
         return;
     }
-    wreq_t *w = malloc(sizeof(*w) + len);
+    bool handover = len >= RPC_LOCAL_HANDOVER_MIN; /* the buffer itself goes with the write */
+    wreq_t *w = malloc(sizeof(*w) + (handover ? 0 : len));
     if (!w) {
         c->kill = true;
         uv_timer_start(&c->timer, timer_cb, 0, 0);
         return;
     }
-    memcpy(w->data, c->out.data + off, len);
+    uv_buf_t b;
+    if (handover) {
+        w->owned = c->out.data;
+        b = uv_buf_init((char *)c->out.data + off, (unsigned)len);
+        c->out.data = NULL;
+        c->out.cap = 0;
+    } else {
+        w->owned = NULL;
+        memcpy(w->data, c->out.data + off, len);
+        b = uv_buf_init((char *)w->data, (unsigned)len);
+    }
     c->out.len = 0;
     w->c = c;
     w->len = sizeof(*w) + len;
     c->queued += sizeof(*w); /* the request's own memory counts too */
-    uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)len);
     if (uv_write(&w->req, (uv_stream_t *)&c->pipe, &b, 1, write_cb) < 0) {
         c->queued -= w->len;
+        free(w->owned);
         free(w);
         c->kill = true;
         uv_timer_start(&c->timer, timer_cb, 0, 0);

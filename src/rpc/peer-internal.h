@@ -83,9 +83,14 @@ struct pconn {
 typedef struct wreq {
     uv_write_t req;
     pconn_t *c;
-    size_t len;
-    uint8_t data[];
+    size_t len;     /* bytes it counts for backpressure */
+    uint8_t *owned; /* a connection's whole output buffer handed over (freed with it), or NULL */
+    uint8_t data[]; /* else the bytes themselves */
 } wreq_t;
+
+#ifndef RPC_HANDOVER_MIN
+#define RPC_HANDOVER_MIN 65536 /* unwritten output past this is handed to the write, not copied */
+#endif
 
 static inline uint64_t now_ms(void)
 {

@@ -157,6 +157,7 @@ static void write_cb(uv_write_t *req, int status)
     wreq_t *w = (wreq_t *)req;
     pconn_t *c = w->c;
     c->queued -= w->len;
+    free(w->owned);
     free(w);
     if (c->closed) return;
     if (status < 0) {
@@ -178,6 +179,7 @@ int peer_send_raw(pconn_t *c, const uint8_t *buf, size_t len, wreq_t *w)
         w = malloc(sizeof(*w) + len);
         if (!w) return -ENOMEM;
         memcpy(w->data, buf, len);
+        w->owned = NULL;
     }
     w->c = c;
     w->len = len;
@@ -212,9 +214,26 @@ static void flush_conn(pconn_t *c)
     }
     c->queued -= len; /* peer_send_raw counts what it queues again */
     c->p->st.bytes_out += off;
-    if (off < len) {
+    if (off < len && len - off >= RPC_HANDOVER_MIN) {
+        /* a big remainder: the buffer itself goes with the write, the next output gets a new one */
+        wreq_t *w = malloc(sizeof(*w));
+        uv_buf_t b = uv_buf_init((char *)c->out.data + off, (unsigned)(len - off));
+        if (!w || uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_cb) < 0) {
+            free(w);
+            c->out.len = 0;
+            conn_kill(c, -ECONNRESET);
+            return;
+        }
+        w->c = c;
+        w->owned = c->out.data;
+        w->len = len - off + sizeof(*w);
+        c->queued += w->len;
+        c->p->st.bytes_out += len - off;
+        c->out.data = NULL;
+        c->out.cap = 0;
+    } else if (off < len) {
         wreq_t *w = malloc(sizeof(*w) + (len - off));
-        if (!w || (memcpy(w->data, c->out.data + off, len - off),
+        if (!w || (memcpy(w->data, c->out.data + off, len - off), w->owned = NULL,
                    peer_send_raw(c, NULL, len - off, w)) < 0) {
             c->out.len = 0;
             conn_kill(c, -ECONNRESET);
