@@ -1,8 +1,9 @@
 /* netinfo.h: the network service's internals: limits (each defined once), the readers of the host's
- * network state (netinfo.c: /proc/net/{tcp,tcp6,udp,udp6,route,ipv6_route,snmp,netstat,sockstat,
- * dev}, interfaces, socket owners from /proc/PID/fd), the check_port allowlist and connect test
- * (netcheck.c), and the service context shared by network.c and netcheck.c. The parsers take text
- * so that tests can feed them fixtures; the readers open the live files. */
+ * network state (netinfo.c: /proc/net/{tcp,tcp6,udp,udp6,route,ipv6_route,dev}, socket owners
+ * from /proc/PID/fd; netstats.c: /proc/net/{snmp,netstat,sockstat,sockstat6}; network.c:
+ * interfaces), the check_port allowlist and connect test (netcheck.c), and the service context
+ * shared by network.c and netcheck.c. The parsers take text so that tests can feed them fixtures;
+ * the readers open the live files. */
 #ifndef P2P_SVC_NETINFO_H
 #define P2P_SVC_NETINFO_H
 
@@ -73,6 +74,12 @@
 #ifndef SVC_NET_MAX_ALLOW
 #define SVC_NET_MAX_ALLOW 64 /* CHECK_PORT_ALLOW entries */
 #endif
+
+/* ---- text scanning (netinfo.c) ----------------------------------------------------------- */
+
+/* The first character of s that is neither a space nor a tab (s itself when there is none to
+ * skip; the terminating NUL when s holds only blanks). */
+const char *svc_netinfo_skip_ws(const char *s);
 
 /* ---- sockets (/proc/net/{tcp,tcp6,udp,udp6}) ------------------------------------------- */
 
@@ -145,7 +152,7 @@ int svc_netinfo_parse_route6(const char *line, svc_net_route_t *out);
  * flags: ["up", "gateway", ...]}] (PROC is "/proc" or a fixture directory). Returns the count. */
 int svc_netinfo_pack_routes(const char *proc_root, msgpack_packer *pk);
 
-/* ---- counters (/proc/net/snmp, netstat, sockstat) --------------------------------------- */
+/* ---- counters (/proc/net/snmp, netstat, sockstat; netstats.c) ---------------------------- */
 
 /* Called for each counter: section ("Tcp", "TcpExt", "TCP" of sockstat), name, value. */
 typedef void (*svc_net_counter_cb)(void *arg, const char *section, const char *name, int64_t v);
