@@ -106,7 +106,7 @@ static int cwd_set(svc_cmd_t *c, const char *cwd, size_t len)
 
 static int arg_valid(const char *s, size_t len, size_t index)
 {
-    if (len > SVC_MAX_ARG || memchr(s, '\0', len)) return -EINVAL;
+    if (len > SVC_MAX_ARG || (len && memchr(s, '\0', len))) return -EINVAL;
     if (index == 0 && len == 0) return -EINVAL;
     return 0;
 }
