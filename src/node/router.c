@@ -44,8 +44,12 @@ static void pack_forward_params(msgpack_sbuffer *sb, rpc_call_t *call, double ti
                                 const char *origin)
 {
     msgpack_packer pk;
-    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
     const msgpack_object *named = rpc_call_params(call);
+    if (named) { /* the forwarded params hold a file chunk: sized at once, not grown by doubling */
+        msgpack_sbuffer_destroy(sb);
+        rpc_sbuffer_init_for(sb, 256 + strlen(rpc_call_token(call)) + rpc_packed_size_bound(named));
+    }
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
     uint32_t keep = 0;
     for (uint32_t i = 0; named && i < named->via.map.size; i++) {
         const msgpack_object *k = &named->via.map.ptr[i].key;
@@ -177,11 +181,16 @@ static void leg_reply(void *arg, int status, const msgpack_object *err, const ms
         rpc_call_t *call = f->call;
         if (err && err->type != MSGPACK_OBJECT_NIL) {
             rpc_call_error_object(call, err);
+        } else if (res) {
+            msgpack_sbuffer sb; /* sized at once: a file chunk is not grown by doubling */
+            msgpack_packer pk;
+            rpc_sbuffer_init_for(&sb, rpc_packed_size_bound(res));
+            msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+            msgpack_pack_object(&pk, *res);
+            rpc_call_reply_sbuffer(call, &sb);
+            msgpack_sbuffer_destroy(&sb);
         } else {
-            if (res)
-                msgpack_pack_object(rpc_call_packer(call), *res);
-            else
-                msgpack_pack_nil(rpc_call_packer(call));
+            msgpack_pack_nil(rpc_call_packer(call));
             rpc_call_reply(call);
         }
         l->done = true;

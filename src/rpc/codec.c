@@ -143,3 +143,34 @@ bool rpc_utf8_valid(const char *str, size_t len)
     }
     return true;
 }
+
+size_t rpc_packed_size_bound(const msgpack_object *o)
+{
+    size_t n = 9; /* the largest header or scalar */
+    switch (o->type) {
+    case MSGPACK_OBJECT_STR:
+        return n + o->via.str.size;
+    case MSGPACK_OBJECT_BIN:
+        return n + o->via.bin.size;
+    case MSGPACK_OBJECT_EXT:
+        return n + o->via.ext.size;
+    case MSGPACK_OBJECT_ARRAY:
+        for (uint32_t i = 0; i < o->via.array.size; i++)
+            n += rpc_packed_size_bound(&o->via.array.ptr[i]);
+        return n;
+    case MSGPACK_OBJECT_MAP:
+        for (uint32_t i = 0; i < o->via.map.size; i++)
+            n += rpc_packed_size_bound(&o->via.map.ptr[i].key) +
+                 rpc_packed_size_bound(&o->via.map.ptr[i].val);
+        return n;
+    default:
+        return n;
+    }
+}
+
+void rpc_sbuffer_init_for(msgpack_sbuffer *sb, size_t n)
+{
+    msgpack_sbuffer_init(sb);
+    if (n <= MSGPACK_SBUFFER_INIT_SIZE) return;
+    if ((sb->data = malloc(n))) sb->alloc = n;
+}

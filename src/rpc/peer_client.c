@@ -158,7 +158,7 @@ int rpc_peer_call_ex(rpc_peer_t *p, const uint8_t peer_pk[32], const struct sock
 
     msgpack_sbuffer sb;
     msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
+    rpc_sbuffer_init_for(&sb, 32 + strlen(method) + (params ? rpc_packed_size_bound(params) : 0));
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     msgpack_pack_array(&pk, 4);
     msgpack_pack_uint8(&pk, 0);

@@ -236,6 +236,13 @@ int rpc_jwt_mint_ex(const uint8_t *secret, size_t secret_len, const char *role, 
                     const char *aud, uint64_t ttl_s, uint64_t now_s, const char *const *targets,
                     size_t n_targets, const char *const *methods, size_t n_methods, char **out);
 
+/* An upper bound of the bytes msgpack_pack_object(o) writes (o already validated: bounded depth). */
+size_t rpc_packed_size_bound(const msgpack_object *o);
+
+/* Initialises sb with room for n bytes at once, so packing a big object (a file chunk) does not
+ * grow it by doubling, copying as it goes. On no memory sb is simply empty (it grows as usual). */
+void rpc_sbuffer_init_for(msgpack_sbuffer *sb, size_t n);
+
 /* --- streaming frame decoder (bounded; for servers and clients) ---------------------------- */
 
 /* One decoded frame: its own copy of the bytes (the objects point into it) and the object tree. */
