@@ -27,6 +27,11 @@ void rpc_pack_error(msgpack_packer *pk, int code, const char *message, const cha
 /* Packs a str from a C string. */
 void rpc_pack_cstr(msgpack_packer *pk, const char *s);
 
+/* The audit fingerprint of a call's named arguments (NULL ok): BLAKE2b-128 over them without the
+ * reserved `_` ones, a top-level string or binary over RPC_AUDIT_HASH_SPAN counted by its length and
+ * its first and last SPAN/2 bytes (fingerprint.c). */
+void rpc_params_fingerprint(const msgpack_object *named, uint8_t out[16]);
+
 /* True when the msgpack str equals the C string. */
 bool rpc_str_eq(const msgpack_object *o, const char *s);
 
