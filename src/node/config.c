@@ -461,9 +461,9 @@ static int parse_file_roots(source_t *s, node_config_t *cfg)
         if (*p == ',') p++;
     }
     if (cfg->file_root_count == 0) {
-        if (strlen(cfg->data_dir) + 7 > sizeof(cfg->file_roots[0]))
+        int n = snprintf(cfg->file_roots[0], sizeof(cfg->file_roots[0]), "%s/files", cfg->data_dir);
+        if (n < 0 || (size_t)n >= sizeof(cfg->file_roots[0]))
             return bad(s, K_DATA_DIR, "is too long");
-        snprintf(cfg->file_roots[0], sizeof(cfg->file_roots[0]), "%s/files", cfg->data_dir);
         cfg->file_root_count = 1;
         cfg->file_roots_default = true;
     }
