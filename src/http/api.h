@@ -1,0 +1,82 @@
+/* api.h: the node's HTTP side (compiled into the node library, like the services): the context
+ * every endpoint file shares, the route table (routes.c) and each part's entry points.
+ *
+ * Parts and their files:
+ *   routes.c    route table, bearer-token check per route, CORS headers, start/stop of the parts
+ *   api.c       /health, /api/info, /api/stats, /api/peers, /api/nodes, static files of admin-ui/
+ *   bridge.c    POST /api/rpc: JSON-RPC 2.0 into the one dispatch path (an rpc session)
+ *   users.c     users, login, refresh, logout, replication of users across the network
+ *   metrics.c   /metrics collectors and /api/sd/prometheus
+ *   ws_hub.c    GET /ws: WebSocket sessions, JSON-RPC over the socket, topics */
+#ifndef P2P_HTTP_API_H
+#define P2P_HTTP_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "http/http.h"
+#include "node/node.h"
+#include "rpc/rpc.h"
+
+typedef struct http_users http_users_t;
+typedef struct http_metrics http_metrics_t;
+typedef struct http_ws_hub http_ws_hub_t;
+
+/* Who is calling, from a verified bearer token (role NONE when the route needs none and no token
+ * was given). token points into the request (valid until the exchange is answered). */
+typedef struct http_caller {
+    rpc_role_t role;
+    char sub[RPC_MAX_SUB + 1];
+    const char *token;
+    size_t token_len;
+} http_caller_t;
+
+typedef struct http_api {
+    node_t *node;
+    http_server_t *server;
+    http_users_t *users;
+    http_metrics_t *metrics;
+    http_ws_hub_t *ws;
+    char ui_dir[NODE_PATH_MAX]; /* admin-ui/ directory of static files, "" = none found */
+    int pending_stops;
+    void (*stopped_cb)(void *arg);
+    void *stopped_arg;
+} http_api_t;
+
+/* A route handler: the caller passed the route's role check. */
+typedef void (*http_route_fn)(http_exchange_t *x, http_api_t *api, const http_caller_t *who);
+
+/* Starts the node's HTTP server on cfg.host:cfg.port with every part. Returns 0 and *out, or a
+ * negative errno after writing one line to err. */
+int http_api_start(node_t *node, http_api_t **out, char *err, size_t errlen);
+
+/* Stops the server and every part; done_cb runs from the loop once all is closed and freed. NULL
+ * api: done_cb is not called. */
+void http_api_stop(http_api_t *api, void (*done_cb)(void *arg), void *arg);
+
+/* Answers an RPC error code with the HTTP status that fits it (400, 401, 403, 404, 408, 409, 413,
+ * 429, 500, 503) and the CONTRACT error body. */
+void http_api_error(http_exchange_t *x, int rpc_code, const char *message, const char *param);
+
+/* The HTTP status for an RPC error code. */
+int http_status_for_code(int rpc_code);
+
+/* Answers with a JSON text (malloc'd, taken) and status. */
+void http_api_json(http_exchange_t *x, int status, char *json);
+
+/* Verifies a bearer token (signature, exp/nbf/aud, revocation) and fills *who. Returns 0, or
+ * -EACCES with *why a static reason. */
+int http_api_verify(http_api_t *api, const char *token, size_t len, http_caller_t *who,
+                    const char **why);
+
+/* --- api.c ------------------------------------------------------------------------------ */
+void http_api_health(http_exchange_t *x, http_api_t *api, const http_caller_t *who);
+void http_api_info(http_exchange_t *x, http_api_t *api, const http_caller_t *who);
+void http_api_stats(http_exchange_t *x, http_api_t *api, const http_caller_t *who);
+void http_api_peers(http_exchange_t *x, http_api_t *api, const http_caller_t *who);
+void http_api_nodes(http_exchange_t *x, http_api_t *api, const http_caller_t *who);
+/* GET of anything not routed: a file beneath ui_dir (index.html for directories), else 404. */
+void http_api_static(http_exchange_t *x, http_api_t *api, const http_caller_t *who);
+
+#endif

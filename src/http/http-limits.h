@@ -1,0 +1,66 @@
+/* http-limits.h: every size, count and time the HTTP/WebSocket layer accepts from a client,
+ * defined once. */
+#ifndef P2P_HTTP_LIMITS_H
+#define P2P_HTTP_LIMITS_H
+
+#ifndef HTTP_MAX_HEADER_BYTES
+#define HTTP_MAX_HEADER_BYTES (16u * 1024) /* request line + headers; more is 431 */
+#endif
+#ifndef HTTP_MAX_HEADERS
+#define HTTP_MAX_HEADERS 64 /* header lines in one request; more is 431 */
+#endif
+#ifndef HTTP_MAX_URL
+#define HTTP_MAX_URL 4096 /* request target length; more is 414 */
+#endif
+#ifndef HTTP_MAX_BODY
+#define HTTP_MAX_BODY (8u * 1024 * 1024) /* request body (after de-chunking); more is 413 */
+#endif
+#ifndef HTTP_MAX_CONNECTIONS
+#define HTTP_MAX_CONNECTIONS 16384 /* open connections; at the cap the longest-idle one is closed */
+#endif
+#ifndef HTTP_HEADER_TIMEOUT_MS
+#define HTTP_HEADER_TIMEOUT_MS 10000 /* from a request's first byte to its last header (slowloris) */
+#endif
+#ifndef HTTP_BODY_TIMEOUT_MS
+#define HTTP_BODY_TIMEOUT_MS 30000 /* from the headers to the body's last byte */
+#endif
+#ifndef HTTP_IDLE_TIMEOUT_MS
+#define HTTP_IDLE_TIMEOUT_MS 60000 /* keep-alive connection with no request in progress */
+#endif
+#ifndef HTTP_MAX_OUTPUT
+#define HTTP_MAX_OUTPUT (16u * 1024 * 1024) /* queued response bytes before a client is cut off */
+#endif
+#ifndef HTTP_MAX_RATE_ENTRIES
+#define HTTP_MAX_RATE_ENTRIES 4096 /* client addresses tracked by the rate limiter (LRU) */
+#endif
+#ifndef HTTP_DEFAULT_RATE
+#define HTTP_DEFAULT_RATE 100 /* requests per second per client address (HTTP_RATE_LIMIT) */
+#endif
+#ifndef HTTP_DEFAULT_BURST
+#define HTTP_DEFAULT_BURST 200 /* bucket size of that limit (HTTP_RATE_BURST) */
+#endif
+#ifndef HTTP_MAX_CORS_ORIGINS
+#define HTTP_MAX_CORS_ORIGINS 16 /* entries of CORS_ORIGINS */
+#endif
+
+/* WebSocket (RFC 6455) */
+#ifndef WS_MAX_MESSAGE
+#define WS_MAX_MESSAGE (1u * 1024 * 1024) /* one message, all fragments together; more closes 1009 */
+#endif
+#ifndef WS_MAX_FRAGMENTS
+#define WS_MAX_FRAGMENTS 1024 /* frames in one fragmented message */
+#endif
+#ifndef WS_MAX_OUTPUT
+#define WS_MAX_OUTPUT (4u * 1024 * 1024) /* queued bytes to a client before it is cut off (slow) */
+#endif
+#ifndef WS_MAX_CLIENTS
+#define WS_MAX_CLIENTS 4096 /* WebSocket clients of one node */
+#endif
+#ifndef WS_AUTH_TIMEOUT_MS
+#define WS_AUTH_TIMEOUT_MS 10000 /* a client without token must authenticate within this */
+#endif
+#ifndef WS_PING_INTERVAL_MS
+#define WS_PING_INTERVAL_MS 30000 /* server pings an idle client; no pong within one more closes */
+#endif
+
+#endif
