@@ -79,4 +79,44 @@ void http_api_nodes(http_exchange_t *x, http_api_t *api, const http_caller_t *wh
 /* GET of anything not routed: a file beneath ui_dir (index.html for directories), else 404. */
 void http_api_static(http_exchange_t *x, http_api_t *api, const http_caller_t *who);
 
+/* --- the parts' entry points ---------------------------------------------------------------
+ * Each part's start fills its pointer in api (api->users...) or fails with one line in err; its
+ * stop releases everything, and when it must wait for handles to close it takes one count of
+ * api->pending_stops and gives it back with http_api_part_done(api) from the loop. */
+void http_api_part_done(http_api_t *api);
+
+/* bridge.c: one JSON-RPC 2.0 payload (a request object or a batch array, as text) through the one
+ * dispatch path (an rpc session), the caller's token attached to each call. With lenient, the
+ * "jsonrpc" member may be absent (WebSocket calls {"id","method","params"}). done runs once from
+ * the loop (never from inside this call) with the response text (malloc'd, the callee frees it;
+ * NULL when every request was a notification). Returns a handle, or NULL on no memory (done is
+ * then never called). */
+typedef struct http_bridge_req http_bridge_req_t;
+typedef void (*http_bridge_done_fn)(void *arg, char *response_json, size_t len);
+http_bridge_req_t *http_bridge_run(http_api_t *api, const char *token, size_t token_len,
+                                   const char *body, size_t len, bool lenient,
+                                   http_bridge_done_fn done, void *arg);
+/* The requester left: done will not be called; calls in flight are answered into the void. */
+void http_bridge_abandon(http_bridge_req_t *req);
+void http_bridge_rpc(http_exchange_t *x, http_api_t *api, const http_caller_t *who);
+
+/* users.c and friends: login, refresh, logout; revocation for http_api_verify. */
+int http_users_start(http_api_t *api, char *err, size_t errlen);
+void http_users_stop(http_api_t *api);
+void http_users_login(http_exchange_t *x, http_api_t *api, const http_caller_t *who);
+void http_users_refresh(http_exchange_t *x, http_api_t *api, const http_caller_t *who);
+void http_users_logout(http_exchange_t *x, http_api_t *api, const http_caller_t *who);
+
+/* metrics.c, sd.c: GET /metrics and GET /api/sd/prometheus. */
+int http_metrics_start(http_api_t *api, char *err, size_t errlen);
+void http_metrics_stop(http_api_t *api);
+void http_metrics_scrape(http_exchange_t *x, http_api_t *api, const http_caller_t *who);
+void http_sd_prometheus(http_exchange_t *x, http_api_t *api, const http_caller_t *who);
+
+/* ws_hub.c: GET /ws, and what other parts read of it. */
+int http_ws_start(http_api_t *api, char *err, size_t errlen);
+void http_ws_stop(http_api_t *api);
+void http_ws_upgrade(http_exchange_t *x, http_api_t *api, const http_caller_t *who);
+size_t http_ws_clients(const http_ws_hub_t *hub); /* 0 for NULL */
+
 #endif
