@@ -1,0 +1,178 @@
+/* server-internal.h: what the HTTP server's files share: the server, connection and exchange
+ * structs (server.c: listener, connection lifecycle, timeouts, output; server_conn.c: parsing
+ * requests with llhttp and formatting responses; tls.c: TLS through memory BIOs; ratelimit.c: the
+ * per-address token buckets). Not for other modules. */
+#ifndef P2P_HTTP_SERVER_INTERNAL_H
+#define P2P_HTTP_SERVER_INTERNAL_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include <llhttp.h>
+
+#include "base/base.h"
+#include "http/http.h"
+
+/* --- ratelimit.c ------------------------------------------------------------------------ */
+
+typedef struct http_rate_entry {
+    uint8_t addr[16]; /* IPv6 or v4-mapped */
+    double tokens;
+    uint64_t last_ms;
+    bool used;
+} http_rate_entry_t;
+
+typedef struct http_ratelimit {
+    double rate, burst; /* rate 0 = off */
+    http_rate_entry_t *slots; /* HTTP_MAX_RATE_ENTRIES, in sets of HTTP_RATE_WAYS */
+} http_ratelimit_t;
+
+/* Initialises a limiter of `rate` requests per second with bucket `burst`. Returns 0 or -ENOMEM.
+ */
+int http_ratelimit_init(http_ratelimit_t *rl, double rate, double burst);
+void http_ratelimit_free(http_ratelimit_t *rl);
+
+/* Takes one token for addr (16 bytes) at now_ms. Returns 0 when allowed, else the seconds to wait
+ * (>= 1) before a token is there. Addresses past the table's room replace the least recently
+ * seen one of their set. */
+unsigned http_ratelimit_take(http_ratelimit_t *rl, const uint8_t addr[16], uint64_t now_ms);
+
+/* --- tls.c ------------------------------------------------------------------------------ */
+
+typedef struct http_tls_ctx http_tls_ctx_t; /* one per server: certificate and key */
+typedef struct http_tls http_tls_t;         /* one per connection */
+
+/* Loads a PEM certificate chain and key. Returns 0 and *out, or -EINVAL after writing the reason
+ * to err. */
+int http_tls_ctx_new(const char *cert_file, const char *key_file, http_tls_ctx_t **out, char *err,
+                     size_t errlen);
+void http_tls_ctx_free(http_tls_ctx_t *ctx);
+
+/* A server-side TLS session. NULL on no memory. */
+http_tls_t *http_tls_new(http_tls_ctx_t *ctx);
+void http_tls_free(http_tls_t *t);
+
+/* Feeds received ciphertext; decrypted bytes are appended to plain (bounded by its limit). Output
+ * the handshake needs is appended to out. Returns 0, or -EPROTO on a TLS error (the connection
+ * must close; out may hold an alert worth sending) or -E2BIG when plain is full. */
+int http_tls_feed(http_tls_t *t, const uint8_t *in, size_t len, p2p_buf_t *plain, p2p_buf_t *out);
+
+/* Encrypts plaintext, appending the records to out. Returns 0 or -EPROTO / -ENOMEM. */
+int http_tls_write(http_tls_t *t, const void *buf, size_t len, p2p_buf_t *out);
+
+/* --- server.c / server_conn.c ----------------------------------------------------------- */
+
+enum conn_state {
+    CONN_IDLE,     /* between requests (keep-alive) or before the first byte */
+    CONN_HEADERS,  /* a request's first byte arrived, headers not complete */
+    CONN_BODY,     /* headers complete, body arriving */
+    CONN_HANDLING, /* the request went to the handler; input waits */
+    CONN_UPGRADED, /* handed over to another protocol */
+    CONN_CLOSING,
+};
+
+/* The request being parsed: every string is copied into `arena` (offsets until complete). */
+typedef struct conn_req {
+    p2p_buf_t arena; /* url, then header names and values */
+    size_t url_len;
+    struct {
+        size_t name_off, name_len, value_off, value_len;
+    } hdr[HTTP_MAX_HEADERS];
+    size_t n_hdr;
+    bool in_value; /* the last callback was a header value */
+    size_t head_bytes; /* bytes of url + headers seen (limit HTTP_MAX_HEADER_BYTES) */
+    p2p_buf_t body;
+} conn_req_t;
+
+struct http_exchange {
+    http_conn_t *conn; /* NULL once the client is gone */
+    http_server_t *srv;
+    http_request_t req;
+    http_header_t headers[HTTP_MAX_HEADERS];
+    char *arena;   /* owns the strings req points to */
+    uint8_t *body; /* owns the body */
+    p2p_buf_t extra; /* response headers added by the handler */
+    bool keep_alive;
+    bool head;         /* HEAD: no body in the answer */
+    bool close_after;  /* answer with Connection: close and close */
+    char origin[256];  /* an allowed Origin to echo, "" = none */
+};
+
+struct http_conn {
+    uv_tcp_t tcp;
+    http_server_t *srv;
+    http_conn_t *prev, *next; /* the server's list of connections */
+    enum conn_state state;
+    uint64_t deadline_ms; /* monotonic; the sweep closes the connection past it */
+    uint64_t last_ms;     /* last activity (eviction picks the oldest idle one) */
+    uint8_t addr[16];     /* peer address, v4 mapped into v6 */
+    char ip[INET6_ADDRSTRLEN];
+    llhttp_t parser;
+    conn_req_t *req;       /* the request being parsed, NULL between requests */
+    http_exchange_t *x;    /* the exchange in the handler's hands */
+    p2p_buf_t pending;     /* received bytes not parsed yet (input waits for an answer) */
+    bool reading;
+    bool closing;
+    bool close_after_write; /* close once the queued output is written */
+    bool in_feed;           /* inside feed(): answers only queue output */
+    size_t queued;          /* bytes handed to uv_write and not yet written */
+    http_tls_t *tls;
+    p2p_buf_t tls_out; /* scratch for ciphertext */
+    const http_upgrade_ops_t *ops;
+    void *ops_ctx;
+};
+
+struct http_server {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    uv_timer_t sweep;
+    http_handler_fn handler;
+    void *ctx;
+    http_conn_t *conns; /* every open connection */
+    size_t n_conns, max_conns;
+    int port;
+    http_stats_t stats;
+    http_ratelimit_t rl;
+    http_tls_ctx_t *tls;
+    char *cors[HTTP_MAX_CORS_ORIGINS];
+    size_t n_cors;
+    bool cors_any;
+    bool stopping;
+    int open_handles; /* listener + timer; the server is freed when 0 and no connections */
+    void (*done_cb)(void *arg);
+    void *done_arg;
+    time_t date_sec; /* the cached Date header value's second */
+    char date[40];
+    uint8_t rbuf[65536]; /* read buffer shared by every connection (one loop thread) */
+    bool rbuf_busy;
+};
+
+/* server_conn.c: sets up the parser of a new connection. */
+void conn_parser_init(http_conn_t *c);
+
+/* server_conn.c: parses received plaintext: builds exchanges and hands them to the handler,
+ * answers malformed requests itself. May close the connection. */
+void conn_feed(http_conn_t *c, const uint8_t *buf, size_t len);
+
+/* server_conn.c: frees the request being parsed. */
+void conn_req_free(conn_req_t *r);
+
+/* server.c: queues plaintext output (through TLS when on). Returns 0 or a negative errno (the
+ * connection is then being closed). */
+int conn_send(http_conn_t *c, const uv_buf_t *bufs, unsigned n);
+
+/* server.c: closes the connection (after the queued output when graceful). */
+void conn_close(http_conn_t *c, bool graceful);
+
+/* server.c: the request/response state after an answer went out: resumes parsing. */
+void conn_answered(http_conn_t *c, bool close_after);
+
+/* server.c: the cached Date header value for now. */
+const char *server_date(http_server_t *s);
+
+/* The reason phrase of a status code. */
+const char *http_reason(int status);
+
+#endif
