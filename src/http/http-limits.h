@@ -43,6 +43,17 @@
 #define HTTP_MAX_CORS_ORIGINS 16 /* entries of CORS_ORIGINS */
 #endif
 
+/* JSON and JSON-RPC 2.0 (json.c, jsonrpc.c) */
+#ifndef HTTP_JSON_MAX_DEPTH
+#define HTTP_JSON_MAX_DEPTH 32 /* nesting accepted in a JSON request (RPC_MAX_DEPTH's twin) */
+#endif
+#ifndef HTTP_JSON_MAX_VALUES
+#define HTTP_JSON_MAX_VALUES 65536 /* values in one JSON body (RPC_MAX_OBJECTS's twin) */
+#endif
+#ifndef HTTP_MAX_JSONRPC_BATCH
+#define HTTP_MAX_JSONRPC_BATCH 100 /* requests in one JSON-RPC batch; more is one error */
+#endif
+
 /* WebSocket (RFC 6455) */
 #ifndef WS_MAX_MESSAGE
 #define WS_MAX_MESSAGE (1u * 1024 * 1024) /* one message, all fragments together; more closes 1009 */
