@@ -48,7 +48,7 @@
 #define HTTP_JSON_MAX_DEPTH 32 /* nesting accepted in a JSON request (RPC_MAX_DEPTH's twin) */
 #endif
 #ifndef HTTP_JSON_MAX_VALUES
-#define HTTP_JSON_MAX_VALUES 65536 /* values in one JSON body (RPC_MAX_OBJECTS's twin) */
+#define HTTP_JSON_MAX_VALUES 65000 /* values and keys in one JSON body (< RPC_MAX_OBJECTS) */
 #endif
 #ifndef HTTP_MAX_JSONRPC_BATCH
 #define HTTP_MAX_JSONRPC_BATCH 100 /* requests in one JSON-RPC batch; more is one error */

@@ -96,7 +96,8 @@ void http_jsonrpc_msg_free(http_jsonrpc_msg_t *m);
  * declares that many more pairs, which the caller packs right after (reserved `_token`...).
  * Returns 0, or -EINVAL with *why (static) and *param (the argument, or NULL) set: bad base64,
  * positional values without a schema or more of them than it has. -ENOMEM. On error discard what
- * pk received. */
+ * pk received. Depth and object count fit RPC_MAX_DEPTH and RPC_MAX_OBJECTS; the size may not
+ * (a body may be bigger than RPC_MAX_FRAME): the caller checks it. */
 int http_jsonrpc_pack_params(const http_jsonrpc_req_t *r, const rpc_method_t *m, size_t extra,
                              msgpack_packer *pk, const char **why, const char **param);
 

@@ -12,9 +12,10 @@
 
 /* --- decoding --------------------------------------------------------------------------- */
 
-/* Checks nesting and counts values without building anything. Every value is the body itself,
- * the first one in its container or follows a comma, so opens + commas + 1 bounds the count
- * (object keys count too: the bound is loose by at most a factor of two, never short). */
+/* Checks nesting and counts values without building anything. Every value or object key is the
+ * body itself, the first one in its container, follows a comma or follows a colon (a member's
+ * value), so 1 + opens + commas + colons bounds the count msgpack will have (keys are objects
+ * there too); it is never short, only loose by one for an empty container. */
 static int prescan(const char *s, size_t len)
 {
     size_t depth = 0, values = 1;
@@ -44,6 +45,7 @@ static int prescan(const char *s, size_t len)
             if (depth) depth--;
             break;
         case ',':
+        case ':':
             values++;
             break;
         default:

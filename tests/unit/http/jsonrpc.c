@@ -296,6 +296,24 @@ static void test_limits(void **state)
     strcpy(p - 1, "]}");
     expect_fail(s, -E2BIG, RPC_ERR_PARSE);
     free(s);
+    /* object keys count as values too (they are msgpack objects): half as many members fail,
+     * the same number of array values pass */
+    n = HTTP_JSON_MAX_VALUES / 2 + 1;
+    s = malloc(16 * n + 80);
+    for (int obj = 0; obj < 2; obj++) {
+        p = s +
+            sprintf(s, "{\"jsonrpc\":\"2.0\",\"method\":\"a.b\",\"params\":%c", obj ? '{' : '[');
+        for (size_t i = 0; i < n; i++)
+            p += obj ? sprintf(p, "\"%zx\":0,", i) : sprintf(p, "0,");
+        strcpy(p - 1, obj ? "}}" : "]}");
+        if (obj) {
+            expect_fail(s, -E2BIG, RPC_ERR_PARSE);
+        } else {
+            assert_int_equal(parse(s, 0, &m), 0);
+            http_jsonrpc_msg_free(&m);
+        }
+    }
+    free(s);
     /* a method name of 255 bytes is fine, 256 is not */
     char body[600];
     for (int len = RPC_MAX_METHOD_NAME; len <= RPC_MAX_METHOD_NAME + 1; len++) {
