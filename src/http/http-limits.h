@@ -54,6 +54,23 @@
 #define HTTP_MAX_JSONRPC_BATCH 100 /* requests in one JSON-RPC batch; more is one error */
 #endif
 
+/* Metrics (metrics_text.c, metrics.c) */
+#ifndef HTTP_METRIC_MAX_NAME
+#define HTTP_METRIC_MAX_NAME 128 /* length of a metric family name */
+#endif
+#ifndef HTTP_METRIC_MAX_LABELS
+#define HTTP_METRIC_MAX_LABELS 8 /* labels on one sample (le of a bucket not counted) */
+#endif
+#ifndef HTTP_METRIC_MAX_BUCKETS
+#define HTTP_METRIC_MAX_BUCKETS 32 /* finite bounds of one histogram */
+#endif
+#ifndef HTTP_METRIC_MAX_FAMILIES
+#define HTTP_METRIC_MAX_FAMILIES 512 /* families in one exposition */
+#endif
+#ifndef HTTP_METRICS_MAX_OUTPUT
+#define HTTP_METRICS_MAX_OUTPUT (8u * 1024 * 1024) /* bytes of one /metrics answer */
+#endif
+
 /* WebSocket (RFC 6455) */
 #ifndef WS_MAX_MESSAGE
 #define WS_MAX_MESSAGE (1u * 1024 * 1024) /* one message, all fragments together; more closes 1009 */
