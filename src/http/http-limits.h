@@ -70,6 +70,15 @@
 #ifndef HTTP_METRICS_MAX_OUTPUT
 #define HTTP_METRICS_MAX_OUTPUT (8u * 1024 * 1024) /* bytes of one /metrics answer */
 #endif
+#ifndef HTTP_METRICS_PROC_FILE_MAX
+#define HTTP_METRICS_PROC_FILE_MAX (1u * 1024 * 1024) /* bytes read of one /proc file */
+#endif
+#ifndef HTTP_METRICS_COLLECTOR_TIMEOUT_MS
+#define HTTP_METRICS_COLLECTOR_TIMEOUT_MS 1000 /* a host collector not done by then is failed */
+#endif
+#ifndef HTTP_METRICS_MAX_RPC_SERIES
+#define HTTP_METRICS_MAX_RPC_SERIES 1024 /* {domain,method,code} series; more go to "other" */
+#endif
 
 /* WebSocket (RFC 6455) */
 #ifndef WS_MAX_MESSAGE

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "http/metrics_text.h"
+#include "promtool.h"
 
 static void expect_text(http_mtext_t *w, const char *want)
 {
@@ -296,41 +297,6 @@ static void test_limits(void **state)
 }
 
 /* --- promtool ------------------------------------------------------------------------------- */
-
-static bool promtool_found(void)
-{
-    const char *path = getenv("PATH");
-    char dir[4096];
-    while (path && *path) {
-        size_t n = strcspn(path, ":");
-        snprintf(dir, sizeof(dir), "%.*s/promtool", (int)n, path);
-        if (access(dir, X_OK) == 0) return true;
-        path += n + (path[n] == ':');
-    }
-    return false;
-}
-
-/* Runs `promtool check metrics` on text; returns its exit status and its output in out. */
-static int promtool(const char *text, size_t len, char *out, size_t cap)
-{
-    char in_path[] = "/tmp/p2p-promtool-in-XXXXXX";
-    char out_path[] = "/tmp/p2p-promtool-out-XXXXXX";
-    int fd = mkstemp(in_path), ofd = mkstemp(out_path);
-    assert_true(fd >= 0 && ofd >= 0);
-    assert_int_equal(write(fd, text, len), (ssize_t)len);
-    close(fd);
-    close(ofd);
-    char cmd[256];
-    snprintf(cmd, sizeof(cmd), "promtool check metrics < %s > %s 2>&1", in_path, out_path);
-    int st = system(cmd);
-    FILE *f = fopen(out_path, "r");
-    size_t n = f ? fread(out, 1, cap - 1, f) : 0;
-    out[n] = '\0';
-    if (f) fclose(f);
-    unlink(in_path);
-    unlink(out_path);
-    return st;
-}
 
 /* Every kind of family the node writes, with awkward label values. */
 static void write_sample_exposition(http_mtext_t *w, bool with_camel)
