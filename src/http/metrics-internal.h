@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "http/api.h"
 #include "http/metrics_text.h"
 #include "node/members.h"
 #include "rpc/rpc.h"
@@ -51,6 +52,12 @@ int http_host_process(http_mtext_t *w, const char *proc_root);
  * least 32 and 64 bytes. */
 void http_metrics_call_labels(const rpc_observation_t *o, char *dom, size_t domcap, char *meth,
                               size_t methcap);
+
+/* Replaces the host collectors of m (c: static data, at most 8 are used) and the proc root they
+ * read, for the tests (a collector that overruns its deadline, fixture files). Call it while no
+ * scrape is running. */
+void http_metrics_set_host(http_metrics_t *m, const http_host_collector_t *c, size_t n,
+                           const char *proc_root);
 
 /* --- sd.c: the Prometheus HTTP SD document -----------------------------------------------------
  */

@@ -81,6 +81,7 @@ struct http_metrics {
     size_t n_domains;
     const http_host_collector_t *host;
     size_t n_host;
+    char proc_root[64];
     host_job_t *job[N_HOST_MAX]; /* running, NULL when idle (loop side) */
     scrape_t *scrapes;           /* waiting for host collectors */
     uv_async_t async;
@@ -360,7 +361,7 @@ static host_job_t *start_job(http_metrics_t *m, int i)
     j->idx = i;
     j->fn = m->host[i].fn;
     j->m = m;
-    snprintf(j->proc_root, sizeof(j->proc_root), "/proc");
+    snprintf(j->proc_root, sizeof(j->proc_root), "%s", m->proc_root);
     http_mtext_init(&j->w, HTTP_METRICS_MAX_OUTPUT);
     j->started_ns = uv_hrtime();
     pthread_attr_t attr;
@@ -578,6 +579,14 @@ void http_metrics_scrape(http_exchange_t *x, http_api_t *api, const http_caller_
     uv_timer_start(&sc->timer, deadline_cb, HTTP_METRICS_COLLECTOR_TIMEOUT_MS, 0);
 }
 
+void http_metrics_set_host(http_metrics_t *m, const http_host_collector_t *c, size_t n,
+                           const char *proc_root)
+{
+    m->host = c;
+    m->n_host = P2P_MIN(n, (size_t)N_HOST_MAX);
+    snprintf(m->proc_root, sizeof(m->proc_root), "%s", proc_root);
+}
+
 /* --- start and stop ------------------------------------------------------------------------------
  */
 
@@ -595,6 +604,7 @@ int http_metrics_start(http_api_t *api, char *err, size_t errlen)
     m->loop = api->node->loop;
     m->host = http_host_collectors(&m->n_host);
     if (m->n_host > N_HOST_MAX) m->n_host = N_HOST_MAX;
+    snprintf(m->proc_root, sizeof(m->proc_root), "/proc");
     for (size_t i = 0; i <= N_DOMAINS; i++)
         http_histogram_init(&m->hist[i], rpc_bounds, P2P_ARRAY_LEN(rpc_bounds));
     int r = uv_async_init(m->loop, &m->async, async_cb);
