@@ -296,6 +296,10 @@ if [ -n "$NODE" ]; then
         $PY "$HERE/$s.py" "$B" >"$OUT/$s.json" 2>"$OUT/$s.log" && cat "$OUT/$s.json" ||
             { echo "$s.py failed:"; tail -n 20 "$OUT/$s.log"; }
     done
+    echo
+    echo "== transfer with the peer channel in box-stream only (bench/transfer.py --peer-bulk false)"
+    $PY "$HERE/transfer.py" "$B" --peer-bulk false >"$OUT/transfer-box.json" 2>"$OUT/transfer-box.log" &&
+        cat "$OUT/transfer-box.json" || { echo "transfer.py failed:"; tail -n 20 "$OUT/transfer-box.log"; }
     echo "targets: process.list <= 20 ms with 1,000 processes; monitor.status <= 2 ms;"
     echo "         push/pull of 1 GB >= 200 MB/s with checksum, both nodes' RSS flat"
 fi
