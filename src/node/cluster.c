@@ -62,7 +62,8 @@ static void self_record(node_t *node, members_record_t *r)
         if (!r->naddrs || strcmp(r->addrs[0], s) != 0)
             snprintf(r->addrs[r->naddrs++], sizeof(r->addrs[0]), "%s", s);
     }
-    snprintf(r->http, sizeof(r->http), "%s:%d", node->cfg.host, node->cfg.port);
+    snprintf(r->http, sizeof(r->http), strchr(node->cfg.host, ':') ? "[%s]:%d" : "%s:%d",
+             node->cfg.host, node->cfg.port);
     snprintf(r->version, sizeof(r->version), "%s", P2P_VERSION);
     snprintf(r->domains[r->ndomains++], sizeof(r->domains[0]), "node");
     snprintf(r->domains[r->ndomains++], sizeof(r->domains[0]), "dht");
