@@ -50,6 +50,9 @@
 #ifndef WS_MAX_FRAGMENTS
 #define WS_MAX_FRAGMENTS 1024 /* frames in one fragmented message */
 #endif
+#ifndef WS_KEEP_BUFFER
+#define WS_KEEP_BUFFER (64u * 1024) /* message buffer kept between messages; a larger one is freed */
+#endif
 #ifndef WS_MAX_OUTPUT
 #define WS_MAX_OUTPUT (4u * 1024 * 1024) /* queued bytes to a client before it is cut off (slow) */
 #endif
