@@ -20,6 +20,8 @@ checking n1 still answers GET /health. Checks:
   both nodes (n2's through the network) about every second, stop after unsubscribe; a program
   started on n2 gives events process.state from n2; that start gives an audit event from n2;
   a third node joining gives a nodes join event;
+- interop: the npm `ws` client (test_ws_interop.js, when tests/integration/node_modules/ws is
+  installed) subscribes on n1 and receives metrics of n2, calls, pings and closes cleanly;
 - a client that reads nothing while it asks for large answers is cut off (the node closes the
   connection) and the node keeps serving.
 Usage: test_ws.py BUILD_DIR
@@ -27,8 +29,10 @@ Usage: test_ws.py BUILD_DIR
 
 import json
 import os
+import shutil
 import socket
 import struct
+import subprocess
 import sys
 import time
 
@@ -361,6 +365,19 @@ def test_slow_client_cut_off(c):
     w.shutdown()
 
 
+def test_npm_ws_interop(c):
+    """The npm `ws` client subscribes on n1 and receives metrics of n2 (test_ws_interop.js)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    nodejs = shutil.which("node") or shutil.which("nodejs")
+    if not nodejs or not os.path.isdir(os.path.join(here, "node_modules", "ws")):
+        log("SKIP npm ws interop: node or tests/integration/node_modules/ws missing (run.sh installs them)")
+        return
+    r = subprocess.run([nodejs, os.path.join(here, "test_ws_interop.js"),
+                        "ws://%s:%d/ws" % (HOST, c.n1.http_port), c.token, "n2"],
+                       capture_output=True, timeout=40)
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+
+
 def main():
     c = Ctx()
     c.net = p2p.Network()
@@ -372,7 +389,8 @@ def main():
     r = p2p.Runner()
     for t in (test_handshake, test_first_message_auth, test_rpc, test_frame_rules,
               test_close_codes, test_fragmentation_ping, test_metrics_topic,
-              test_events_audit_topics, test_nodes_topic, test_slow_client_cut_off):
+              test_events_audit_topics, test_nodes_topic, test_npm_ws_interop,
+              test_slow_client_cut_off):
         r.run(t, c)
     for n in (c.n1, c.n2):
         if n.alive():
