@@ -87,6 +87,9 @@
 #ifndef WS_MAX_FRAGMENTS
 #define WS_MAX_FRAGMENTS 1024 /* frames in one fragmented message */
 #endif
+#ifndef WS_KEEP_BUFFER
+#define WS_KEEP_BUFFER (64u * 1024) /* message buffer kept between messages; a larger one is freed */
+#endif
 #ifndef WS_MAX_OUTPUT
 #define WS_MAX_OUTPUT (4u * 1024 * 1024) /* queued bytes to a client before it is cut off (slow) */
 #endif
@@ -95,6 +98,18 @@
 #endif
 #ifndef WS_AUTH_TIMEOUT_MS
 #define WS_AUTH_TIMEOUT_MS 10000 /* a client without token must authenticate within this */
+#endif
+#ifndef WS_REVERIFY_MS
+#define WS_REVERIFY_MS 30000 /* a session's token is checked again this often (expiry, logout) */
+#endif
+#ifndef WS_MAX_CALLS
+#define WS_MAX_CALLS 64 /* JSON-RPC calls of one client in flight; more are RESOURCE_EXHAUSTED */
+#endif
+#ifndef WS_POLL_MS
+#define WS_POLL_MS 1000 /* topic feeds poll the network this often (while someone subscribes) */
+#endif
+#ifndef WS_POLL_TIMEOUT_S
+#define WS_POLL_TIMEOUT_S 2 /* deadline of one poll call (_timeout) */
 #endif
 #ifndef WS_PING_INTERVAL_MS
 #define WS_PING_INTERVAL_MS 30000 /* server pings an idle client; no pong within one more closes */
