@@ -16,7 +16,8 @@
 
 static const uint8_t secret[32] = "0123456789abcdef0123456789abcdef";
 static const uint8_t other[32] = "fedcba9876543210fedcba9876543210";
-static const rpc_auth_config_t auth = {secret, sizeof(secret), NULL, 0, "p2p-admin"};
+static const rpc_auth_config_t auth = {
+    .secret = secret, .secret_len = sizeof(secret), .audience = "p2p-admin"};
 
 static int verify(const rpc_auth_config_t *a, const char *tok, uint64_t now, rpc_principal_t *p)
 {
@@ -87,7 +88,11 @@ static void test_wrong_secret_and_rotation(void **state)
     assert_int_equal(
         rpc_jwt_mint(other, sizeof(other), "admin", "bob", "p2p-admin", 600, NOW, &tok), 0);
     assert_int_equal(verify(&auth, tok, NOW, &p), -EACCES);
-    rpc_auth_config_t rotated = {secret, sizeof(secret), other, sizeof(other), "p2p-admin"};
+    rpc_auth_config_t rotated = {.secret = secret,
+                                 .secret_len = sizeof(secret),
+                                 .prev_secret = other,
+                                 .prev_secret_len = sizeof(other),
+                                 .audience = "p2p-admin"};
     assert_int_equal(verify(&rotated, tok, NOW, &p), 0);
     assert_int_equal(p.role, RPC_ROLE_ADMIN);
     free(tok);

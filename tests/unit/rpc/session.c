@@ -16,7 +16,8 @@
 #define WALL 1800000000ull
 
 static const uint8_t secret[32] = "0123456789abcdef0123456789abcdef";
-static const rpc_auth_config_t auth = {secret, sizeof(secret), NULL, 0, "p2p-admin"};
+static const rpc_auth_config_t auth = {
+    .secret = secret, .secret_len = sizeof(secret), .audience = "p2p-admin"};
 
 typedef struct fx {
     rpc_registry_t *reg;
