@@ -8,6 +8,7 @@
 #   4. What proving an identity costs: pairwise key + AEAD vs a signature per datagram.
 #   5-7. The RPC paths and a 100-node mesh (issue 3).
 #   8. The local services (issue 4): bench/process_list.py, monitor_status.py, transfer.py.
+#   9. /metrics scrape latency (issue 5): bench/metrics_scrape.py.
 # Prints tables; raw JSON goes to BUILD_DIR/bench-out/. Set BENCH_QUICK=1 to skip the 100k run.
 set -eu
 
@@ -295,6 +296,19 @@ if [ -n "$NODE" ]; then
         $PY "$HERE/$s.py" "$B" >"$OUT/$s.json" 2>"$OUT/$s.log" && cat "$OUT/$s.json" ||
             { echo "$s.py failed:"; tail -n 20 "$OUT/$s.log"; }
     done
+    echo
+    echo "== transfer with the peer channel in box-stream only (bench/transfer.py --peer-bulk false)"
+    $PY "$HERE/transfer.py" "$B" --peer-bulk false >"$OUT/transfer-box.json" 2>"$OUT/transfer-box.log" &&
+        cat "$OUT/transfer-box.json" || { echo "transfer.py failed:"; tail -n 20 "$OUT/transfer-box.log"; }
     echo "targets: process.list <= 20 ms with 1,000 processes; monitor.status <= 2 ms;"
     echo "         push/pull of 1 GB >= 200 MB/s with checksum, both nodes' RSS flat"
+fi
+
+# ---- 9. /metrics scrape latency (issue 5) ----
+if [ -n "$NODE" ] && [ -f "$HERE/metrics_scrape.py" ]; then
+    echo
+    echo "== GET /metrics x 1,000 on one node of 3 (bench/metrics_scrape.py)"
+    $PY "$HERE/metrics_scrape.py" "$B" 1000 --json "$OUT/metrics_scrape.json" 2>"$OUT/metrics_scrape.log" ||
+        { echo "metrics_scrape.py failed:"; tail -n 20 "$OUT/metrics_scrape.log"; }
+    echo "target: /metrics scrape p99 <= 5 ms"
 fi

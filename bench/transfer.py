@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""transfer.py BUILD_DIR [--size-mb 1024]: push and pull of a large file between two nodes.
+"""transfer.py BUILD_DIR [--size-mb 1024] [--peer-bulk false]: push and pull of a large file
+between two nodes.
 
 Two p2p-node processes xa and xb on loopback, each with its own FILE_ROOTS directory on disk. A
 random file of --size-mb MB (decimal) is pushed from a local path to xb through xa's socket
@@ -12,6 +13,8 @@ small run's by more than a few MB (it does not grow with the size).
 Peer program, same run, same file: socat (when installed; else a Python socket pair) copies the
 file over a loopback TCP connection into a file, then sha256sum hashes the copy; its MB/s counts
 both, and the ratio is ours / peer. Prints one JSON line; every file is removed at exit.
+--peer-bulk false runs the nodes with PEER_BULK=false: the peer channel stays in box-stream
+(XSalsa20-Poly1305) instead of switching to bulk mode (AES-256-GCM), for the comparison.
 """
 
 import hashlib
@@ -155,7 +158,8 @@ def main():
     for name in ("xa", "xb"):
         froot = os.path.join(root, "root-" + name)
         os.makedirs(froot)
-        net = p2p.MeshNetwork(extra_env={"FILE_ROOTS": froot, "LOG_LEVEL": "WARNING"},
+        net = p2p.MeshNetwork(extra_env={"FILE_ROOTS": froot, "LOG_LEVEL": "WARNING",
+                                         "PEER_BULK": arg("--peer-bulk", "true")},
                               network_key=key, auth_secret=secret)
         boot = nodes[0].dht_addr if nodes else None
         nodes.append(p2p.Node(net, name, root, bootstrap=boot).start().wait_ready(30))
@@ -168,7 +172,8 @@ def main():
     make_file(src, size)
     want = sha_file(src)
     timeout = 600
-    res = {"size_bytes": size, "chunk_window": "6 x 1 MiB", "sanitized": p2p.sanitized_build()}
+    res = {"size_bytes": size, "chunk_window": "6 x 1 MiB", "sanitized": p2p.sanitized_build(),
+           "peer_bulk": arg("--peer-bulk", "true")}
 
     # warm-up: size/8, for the RSS comparison
     small = os.path.join(root, "small.bin")

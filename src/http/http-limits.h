@@ -43,12 +43,52 @@
 #define HTTP_MAX_CORS_ORIGINS 16 /* entries of CORS_ORIGINS */
 #endif
 
+/* JSON and JSON-RPC 2.0 (json.c, jsonrpc.c) */
+#ifndef HTTP_JSON_MAX_DEPTH
+#define HTTP_JSON_MAX_DEPTH 32 /* nesting accepted in a JSON request (RPC_MAX_DEPTH's twin) */
+#endif
+#ifndef HTTP_JSON_MAX_VALUES
+#define HTTP_JSON_MAX_VALUES 65000 /* values and keys in one JSON body (< RPC_MAX_OBJECTS) */
+#endif
+#ifndef HTTP_MAX_JSONRPC_BATCH
+#define HTTP_MAX_JSONRPC_BATCH 100 /* requests in one JSON-RPC batch; more is one error */
+#endif
+
+/* Metrics (metrics_text.c, metrics.c) */
+#ifndef HTTP_METRIC_MAX_NAME
+#define HTTP_METRIC_MAX_NAME 128 /* length of a metric family name */
+#endif
+#ifndef HTTP_METRIC_MAX_LABELS
+#define HTTP_METRIC_MAX_LABELS 8 /* labels on one sample (le of a bucket not counted) */
+#endif
+#ifndef HTTP_METRIC_MAX_BUCKETS
+#define HTTP_METRIC_MAX_BUCKETS 32 /* finite bounds of one histogram */
+#endif
+#ifndef HTTP_METRIC_MAX_FAMILIES
+#define HTTP_METRIC_MAX_FAMILIES 512 /* families in one exposition */
+#endif
+#ifndef HTTP_METRICS_MAX_OUTPUT
+#define HTTP_METRICS_MAX_OUTPUT (8u * 1024 * 1024) /* bytes of one /metrics answer */
+#endif
+#ifndef HTTP_METRICS_PROC_FILE_MAX
+#define HTTP_METRICS_PROC_FILE_MAX (1u * 1024 * 1024) /* bytes read of one /proc file */
+#endif
+#ifndef HTTP_METRICS_COLLECTOR_TIMEOUT_MS
+#define HTTP_METRICS_COLLECTOR_TIMEOUT_MS 1000 /* a host collector not done by then is failed */
+#endif
+#ifndef HTTP_METRICS_MAX_RPC_SERIES
+#define HTTP_METRICS_MAX_RPC_SERIES 1024 /* {domain,method,code} series; more go to "other" */
+#endif
+
 /* WebSocket (RFC 6455) */
 #ifndef WS_MAX_MESSAGE
 #define WS_MAX_MESSAGE (1u * 1024 * 1024) /* one message, all fragments together; more closes 1009 */
 #endif
 #ifndef WS_MAX_FRAGMENTS
 #define WS_MAX_FRAGMENTS 1024 /* frames in one fragmented message */
+#endif
+#ifndef WS_KEEP_BUFFER
+#define WS_KEEP_BUFFER (64u * 1024) /* message buffer kept between messages; a larger one is freed */
 #endif
 #ifndef WS_MAX_OUTPUT
 #define WS_MAX_OUTPUT (4u * 1024 * 1024) /* queued bytes to a client before it is cut off (slow) */
@@ -58,6 +98,18 @@
 #endif
 #ifndef WS_AUTH_TIMEOUT_MS
 #define WS_AUTH_TIMEOUT_MS 10000 /* a client without token must authenticate within this */
+#endif
+#ifndef WS_REVERIFY_MS
+#define WS_REVERIFY_MS 30000 /* a session's token is checked again this often (expiry, logout) */
+#endif
+#ifndef WS_MAX_CALLS
+#define WS_MAX_CALLS 64 /* JSON-RPC calls of one client in flight; more are RESOURCE_EXHAUSTED */
+#endif
+#ifndef WS_POLL_MS
+#define WS_POLL_MS 1000 /* topic feeds poll the network this often (while someone subscribes) */
+#endif
+#ifndef WS_POLL_TIMEOUT_S
+#define WS_POLL_TIMEOUT_S 2 /* deadline of one poll call (_timeout) */
 #endif
 #ifndef WS_PING_INTERVAL_MS
 #define WS_PING_INTERVAL_MS 30000 /* server pings an idle client; no pong within one more closes */

@@ -62,7 +62,8 @@ static void self_record(node_t *node, members_record_t *r)
         if (!r->naddrs || strcmp(r->addrs[0], s) != 0)
             snprintf(r->addrs[r->naddrs++], sizeof(r->addrs[0]), "%s", s);
     }
-    snprintf(r->http, sizeof(r->http), "%s:%d", node->cfg.host, node->cfg.port);
+    snprintf(r->http, sizeof(r->http), strchr(node->cfg.host, ':') ? "[%s]:%d" : "%s:%d",
+             node->cfg.host, node->cfg.port);
     snprintf(r->version, sizeof(r->version), "%s", P2P_VERSION);
     snprintf(r->domains[r->ndomains++], sizeof(r->domains[0]), "node");
     snprintf(r->domains[r->ndomains++], sizeof(r->domains[0]), "dht");
@@ -566,8 +567,12 @@ int node_cluster_start(node_t *node, char *err, size_t errlen)
     randombytes_buf(&node->cl_rng, sizeof(node->cl_rng));
     rpc_auth_config_t auth;
     node_auth_config(node, &auth);
-    rpc_peer_config_t pc = {node->public_key, node->secret_key, node->network_key, node->reg,
-                            &auth};
+    rpc_peer_config_t pc = {.public_key = node->public_key,
+                            .secret_key = node->secret_key,
+                            .network_key = node->network_key,
+                            .reg = node->reg,
+                            .auth = &auth,
+                            .no_bulk = !node->cfg.peer_bulk};
     const char *host = node->cfg.dht_host[0] ? node->cfg.dht_host : NULL;
     rc = rpc_peer_start(node->loop, &pc, host, dht_uv_port(node->dhtuv), &node->peer);
     if (rc < 0) {

@@ -36,6 +36,7 @@ enum key {
     K_MAX_PEERS,
     K_PEER_TIMEOUT,
     K_METRICS,
+    K_PEER_BULK,
     K_LOG_LEVEL,
     K_LOG_FORMAT,
     K_FILE_ROOTS,
@@ -75,6 +76,8 @@ static const struct setting {
     [K_PEER_TIMEOUT] = {"peer-timeout", "PEER_TIMEOUT",
                         "seconds before a silent peer is dead (120)"},
     [K_METRICS] = {"metrics-enabled", "METRICS_ENABLED", "serve /metrics (default true)"},
+    [K_PEER_BULK] = {"peer-bulk", "PEER_BULK",
+                     "AES-256-GCM bulk mode between nodes on the peer channel (default true)"},
     [K_LOG_LEVEL] = {"log-level", "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR (default INFO)"},
     [K_LOG_FORMAT] = {"log-format", "LOG_FORMAT", "text or json (default text on a TTY)"},
     [K_FILE_ROOTS] = {"file-roots", "FILE_ROOTS",
@@ -603,6 +606,8 @@ static int resolve(source_t *s, node_config_t *cfg, bool tty)
         return rc;
     cfg->metrics_enabled = true;
     if (s->val[K_METRICS] && (rc = parse_bool(s, K_METRICS, &cfg->metrics_enabled)) < 0) return rc;
+    cfg->peer_bulk = true;
+    if (s->val[K_PEER_BULK] && (rc = parse_bool(s, K_PEER_BULK, &cfg->peer_bulk)) < 0) return rc;
     cfg->log_level = NODE_LOG_INFO;
     if (s->val[K_LOG_LEVEL]) {
         cfg->log_level = node_log_level_parse(s->val[K_LOG_LEVEL]);

@@ -47,6 +47,7 @@ typedef struct node_config {
     int max_peers;
     int peer_timeout_s;
     bool metrics_enabled;
+    bool peer_bulk; /* offer/accept bulk mode (AES-256-GCM) on the peer channel */
     int log_level; /* NODE_LOG_DEBUG..NODE_LOG_ERROR */
     int log_json;  /* 1 json, 0 text */
     char file_roots[NODE_MAX_FILE_ROOTS][NODE_PATH_MAX]; /* FILE_ROOTS, default DATA_DIR/files */

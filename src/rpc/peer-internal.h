@@ -38,6 +38,7 @@ struct rpc_peer {
     void (*done_cb)(void *arg);
     void *done_arg;
     rpc_peer_stats_t st;
+    bool bulk; /* bulk mode is offered and accepted (config and CPU allow it) */
     uv_prepare_t prepare; /* writes what the loop iteration gathered, before it polls */
     bool prepare_open;
     size_t n_dirty; /* connections with gathered output */
@@ -108,6 +109,9 @@ pconn_t *peer_conn_new(rpc_peer_t *p, bool outbound);
 bool peer_make_room(rpc_peer_t *p);
 /* Encrypts a frame into c's output for this loop iteration. Returns 0 or a negative errno. */
 int peer_send_plain(pconn_t *c, const uint8_t *buf, size_t len);
+/* Puts c's sending direction in bulk mode after the switch frame. Returns 0 or a negative errno
+ * (c is then being closed, except for -EALREADY). */
+int peer_send_switch(pconn_t *c);
 /* Queues raw bytes (a handshake message or already encrypted data; w may carry them). */
 int peer_send_raw(pconn_t *c, const uint8_t *buf, size_t len, wreq_t *w);
 /* Unlinks pending call k from c and frees it, handing back its callback and argument. */

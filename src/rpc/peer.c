@@ -34,7 +34,9 @@ static void conn_close_cb(uv_handle_t *h)
     rpc_peer_t *p = c->p;
     rpc_decoder_free(&c->rdec);
     p2p_buf_free(&c->out);
+    if (c->dec) rpc_box_dec_free(c->dec);
     free(c->dec);
+    rpc_box_enc_free(&c->enc);
     free(c);
     p->closing--;
     maybe_done(p);
@@ -87,7 +89,7 @@ void peer_conn_close(pconn_t *c, int status)
         c->shs = NULL;
     }
     p2p_buf_free(&c->early);
-    sodium_memzero(&c->enc, sizeof(c->enc));
+    rpc_box_enc_free(&c->enc); /* frees bulk mode and wipes the key */
     uv_close((uv_handle_t *)&c->tcp, conn_close_cb);
     uv_close((uv_handle_t *)&c->timer, conn_close_cb);
     fail_calls(c, status);
@@ -259,7 +261,7 @@ static void prepare_cb(uv_prepare_t *h)
 int peer_send_plain(pconn_t *c, const uint8_t *buf, size_t len)
 {
     if (c->closed || c->kill || c->draining) return -EPIPE;
-    size_t n = rpc_box_encoded_len(len);
+    size_t n = rpc_box_encoded_len(&c->enc, len);
     if (c->queued + n > RPC_PEER_MAX_OUTPUT_HARD) {
         peer_set_reading(c, false);
         conn_kill(c, -ECONNRESET); /* the peer reads nothing */
@@ -281,6 +283,35 @@ int peer_send_plain(pconn_t *c, const uint8_t *buf, size_t len)
     return 0;
 }
 
+int peer_send_switch(pconn_t *c)
+{
+    if (c->closed || c->kill || c->draining) return -EPIPE;
+    if (c->enc.gcm) return -EALREADY;
+    size_t at = c->out.len;
+    if (p2p_buf_reserve(&c->out, RPC_BOX_HEADER_LEN) < 0) {
+        conn_kill(c, -ECONNRESET);
+        return -ENOMEM;
+    }
+    int r = rpc_box_enc_switch(&c->enc, c->out.data + at);
+    if (r < 0) {
+        conn_kill(c, -ECONNRESET);
+        return r;
+    }
+    c->out.len = at + RPC_BOX_HEADER_LEN;
+    c->queued += RPC_BOX_HEADER_LEN;
+    c->p->st.bulk_switched++;
+    if (!c->dirty) {
+        c->dirty = true;
+        c->p->n_dirty++;
+    }
+    return 0;
+}
+
+/* The server's offer of bulk mode, [2, "peer.bulk", ["aes256gcm"]] in msgpack: a notification a
+ * plain msgpack-RPC client ignores. */
+static const uint8_t bulk_offer[] = {0x93, 0x02, 0xa9, 'p', 'e', 'e', 'r', '.', 'b', 'u', 'l', 'k',
+                                     0x91, 0xa9, 'a',  'e', 's', '2', '5', '6', 'g', 'c', 'm'};
+
 /* The session's output on an incoming connection. */
 static int session_write(void *ctx, const uint8_t *buf, size_t len)
 {
@@ -293,9 +324,9 @@ static void conn_goodbye(pconn_t *c)
     if (c->closed || c->draining) return;
     flush_conn(c); /* what was gathered goes before the goodbye */
     if (c->state == ST_OPEN) {
-        uint8_t bye[RPC_BOX_HEADER_LEN];
-        rpc_box_goodbye(&c->enc, bye);
-        peer_send_raw(c, bye, sizeof(bye), NULL);
+        uint8_t bye[RPC_BOX_BYE_MAX];
+        size_t n = rpc_box_goodbye(&c->enc, bye);
+        peer_send_raw(c, bye, n, NULL);
     }
     c->draining = true;
     c->hs_deadline = now_ms() + RPC_PEER_HANDSHAKE_MS; /* a peer that never reads is dropped */
@@ -387,6 +418,13 @@ static bool shake_done(pconn_t *c)
             peer_conn_close(c, -ENOMEM);
             return false;
         }
+        if (c->p->bulk) {
+            rpc_box_dec_allow_switch(c->dec, true);
+            if (peer_send_plain(c, bulk_offer, sizeof(bulk_offer)) < 0) {
+                peer_conn_close(c, -ECONNRESET);
+                return false;
+            }
+        }
     } else if (c->early.len > 0) {
         int r = peer_send_plain(c, c->early.data, c->early.len);
         p2p_buf_free(&c->early);
@@ -445,6 +483,11 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
             if (r == 2) { /* goodbye: finish writing what we owe, then close */
                 conn_goodbye(c);
                 return;
+            }
+            if (r == 3) { /* the far side's direction is now bulk mode */
+                c->p->st.bulk_switched++;
+                /* a client switched after our offer: our direction follows */
+                if (!c->outbound && peer_send_switch(c) < 0 && c->closed) return;
             }
             if (r == 1 && c->outbound && !peer_client_input(c, body, blen)) return;
             if (r == 1 && !c->outbound) {
@@ -612,6 +655,7 @@ int rpc_peer_start(uv_loop_t *loop, const rpc_peer_config_t *cfg, const char *ho
     memcpy(p->pk, cfg->public_key, 32);
     memcpy(p->sk, cfg->secret_key, 64);
     memcpy(p->net_key, cfg->network_key, 32);
+    p->bulk = !cfg->no_bulk && rpc_box_bulk_available();
     if (auth->secret && !(p->secret = dup_bytes(auth->secret, auth->secret_len))) goto fail;
     if (auth->prev_secret &&
         !(p->prev_secret = dup_bytes(auth->prev_secret, auth->prev_secret_len)))

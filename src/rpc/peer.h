@@ -50,6 +50,7 @@ typedef struct rpc_peer_config {
     const uint8_t *network_key;    /* 32 bytes, the SHS app key */
     rpc_registry_t *reg;           /* serves incoming calls; must outlive the peer object */
     const rpc_auth_config_t *auth; /* copied, secrets included */
+    bool no_bulk; /* never offer or accept bulk mode (box-stream only; a diagnostic knob) */
 } rpc_peer_config_t;
 
 /* Counters since start (the *_open ones are current values). */
@@ -61,6 +62,7 @@ typedef struct rpc_peer_stats {
     uint64_t bytes_in, bytes_out;
     uint64_t calls_out, calls_ok, calls_timeout, calls_failed;
     uint64_t idle_closed, evicted;
+    uint64_t bulk_switched; /* directions switched to bulk mode (AES-256-GCM), both ways counted */
 } rpc_peer_stats_t;
 
 /* Listens on TCP host:port (host NULL: 0.0.0.0 and ::, either may fail alone; port 0 picks one)

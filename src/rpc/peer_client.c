@@ -47,6 +47,18 @@ static bool on_client_frame(pconn_t *c, const msgpack_object *o)
         cb(arg, 0, &a[2], &a[3]);
         return !c->closed;
     }
+    if (a[0].via.u64 == 2 && o->via.array.size == 3 && rpc_str_eq(&a[1], "peer.bulk")) {
+        /* the server offers bulk mode: take it when it names a mode we run (shs.h) */
+        const msgpack_object *modes = &a[2];
+        bool ours = false;
+        for (uint32_t i = 0; modes->type == MSGPACK_OBJECT_ARRAY && i < modes->via.array.size; i++)
+            ours = ours || rpc_str_eq(&modes->via.array.ptr[i], "aes256gcm");
+        if (ours && c->p->bulk && !c->enc.gcm) {
+            rpc_box_dec_allow_switch(c->dec, true);
+            if (peer_send_switch(c) < 0) return !c->closed;
+        }
+        return !c->closed;
+    }
     if (a[0].via.u64 == 2 && o->via.array.size == 3) {
         const msgpack_object *params = &a[2], *id;
         uint32_t n = params->type == MSGPACK_OBJECT_ARRAY ? params->via.array.size : 0;

@@ -413,3 +413,9 @@ void rpc_registry_set_audit(rpc_registry_t *reg, rpc_audit_fn fn, void *ctx)
     reg->audit = fn;
     reg->audit_ctx = ctx;
 }
+
+void rpc_registry_set_observer(rpc_registry_t *reg, rpc_observe_fn fn, void *ctx)
+{
+    reg->observe = fn;
+    reg->observe_ctx = ctx;
+}

@@ -48,6 +48,8 @@ struct rpc_registry {
     void *router_ctx;
     rpc_audit_fn audit;
     void *audit_ctx;
+    rpc_observe_fn observe; /* metrics hook, NULL when none */
+    void *observe_ctx;
     struct rpc_token_cache *tokens; /* tokens verified recently (session.c) */
 };
 

@@ -121,6 +121,22 @@ typedef void (*rpc_audit_fn)(void *ctx, const rpc_audit_entry_t *e);
  * with UNAUTHENTICATED or PERMISSION_DENIED. */
 void rpc_registry_set_audit(rpc_registry_t *reg, rpc_audit_fn fn, void *ctx);
 
+/* One answered or refused call, for metrics. */
+typedef struct rpc_observation {
+    const char *method;  /* DOMAIN.METHOD of the local method ("node.info", "rpc.ping"), or NULL
+                            for a call routed to other nodes (see address) */
+    const char *address; /* the address as called (not NUL-terminated) */
+    size_t address_len;
+    int code;          /* 0 or the error code answered */
+    uint64_t start_ms; /* monotonic `now` at dispatch (duration = now at the hook - this) */
+} rpc_observation_t;
+typedef void (*rpc_observe_fn)(void *ctx, const rpc_observation_t *o);
+
+/* Installs the metrics hook: it runs once for every call that reached a method or the router,
+ * when it is answered (timeouts included; not when its client left first), and for every call to
+ * one refused by the access, schema or in-flight checks. NULL fn removes it. */
+void rpc_registry_set_observer(rpc_registry_t *reg, rpc_observe_fn fn, void *ctx);
+
 /* Creates a method table holding the built-ins rpc.ping, rpc.auth and node.methods (served as
  * system.local.node.methods). NULL on no memory. */
 rpc_registry_t *rpc_registry_new(void);

@@ -34,6 +34,8 @@ struct rpc_call {
     bool stream;
     rpc_audit_fn audit; /* set when the answer must be recorded */
     void *audit_ctx;
+    rpc_observe_fn observe; /* the registry's metrics hook at dispatch */
+    void *observe_ctx;
     msgpack_sbuffer result;
     msgpack_packer pk;
 };
@@ -172,6 +174,14 @@ static void audit(rpc_audit_fn fn, void *ctx, const char *principal, const char 
     fn(ctx, &e);
 }
 
+/* Hands one call to the metrics hook (method NULL: routed to other nodes). */
+static void observe(rpc_observe_fn fn, void *ctx, const char *method, const char *addr,
+                    size_t addr_len, int code, uint64_t start_ms)
+{
+    rpc_observation_t o = {method, addr, addr_len, code, start_ms};
+    if (fn) fn(ctx, &o);
+}
+
 /* Sends the call's answer if it can still go out, and drops the session's hold. */
 static void answer_obj(rpc_call_t *c, int code, const char *msg, const char *param,
                        const msgpack_object *err)
@@ -182,6 +192,9 @@ static void answer_obj(rpc_call_t *c, int code, const char *msg, const char *par
     if (c->audit)
         audit(c->audit, c->audit_ctx, c->sub, c->origin, c->address, c->address_len, c->named, code,
               c->now);
+    /* the router's pseudo-method is the one without a handler */
+    observe(c->observe, c->observe_ctx, c->m.handler ? c->m.name : NULL, c->address,
+            c->address_len, code, c->now);
     if (!c->notify)
         respond_obj(s, true, c->msgid, code, msg, param, err, c->result.data, c->result.size);
     unlink_call(s, c);
@@ -423,6 +436,7 @@ typedef struct request {
     const msgpack_object *token;  /* _token: the caller's JWT for this call (forwarded calls) */
     const msgpack_object *origin; /* _origin: the node a forwarded call came from */
     bool stream;                  /* _stream: partial results as notifications */
+    const rpc_method_t *m;        /* the local method resolved, NULL when none or routed */
 } request_t;
 
 /* Checks the envelope; returns 0 or an error code with msg and param set. */
@@ -642,6 +656,7 @@ static rpc_call_t *new_call(rpc_session_t *s, const request_t *rq, rpc_frame_t *
     c->stream = rq->stream;
     if (rq->origin) memcpy(c->origin, rq->origin->via.str.ptr, rq->origin->via.str.size);
     if (m->changes) c->audit = s->reg->audit, c->audit_ctx = s->reg->audit_ctx;
+    c->observe = s->reg->observe, c->observe_ctx = s->reg->observe_ctx;
     msgpack_sbuffer_init(&c->result);
     msgpack_packer_init(&c->pk, &c->result, msgpack_sbuffer_write);
     c->next = s->pending;
@@ -655,6 +670,9 @@ static rpc_call_t *new_call(rpc_session_t *s, const request_t *rq, rpc_frame_t *
 static void refuse(rpc_session_t *s, const request_t *rq, const rpc_principal_t *p, int code,
                    const char *msg, const char *param, bool record, uint64_t now_ms)
 {
+    if (record) /* a real method (m) or a routed call (NULL) */
+        observe(s->reg->observe, s->reg->observe_ctx, rq->m ? rq->m->name : NULL,
+                rq->method->via.str.ptr, rq->method->via.str.size, code, now_ms);
     if (record && (code == RPC_ERR_UNAUTHENTICATED || code == RPC_ERR_PERMISSION_DENIED)) {
         char origin[RPC_NODE_NAME_MAX + 1] = "";
         if (rq->origin) memcpy(origin, rq->origin->via.str.ptr, rq->origin->via.str.size);
@@ -680,6 +698,7 @@ static void handle_frame(rpc_session_t *s, rpc_frame_t *f, uint64_t now_ms, uint
     if (rq.method->via.str.size <= RPC_MAX_METHOD_NAME)
         res = rpc_registry_resolve(s->reg, rq.method->via.str.ptr, rq.method->via.str.size);
     bool routed = !res.method && res.code == RPC_ERR_NOT_FOUND && s->reg->router;
+    rq.m = res.method;
     /* who is calling: the call's own _token (forwarded calls), else the connection's */
     rpc_principal_t *p = &s->principal, own;
     if (rq.token) {
@@ -709,12 +728,13 @@ static void handle_frame(rpc_session_t *s, rpc_frame_t *f, uint64_t now_ms, uint
     if (routed) {
         static const rpc_method_t route = {.name = "route"};
         if (s->n_pending >= RPC_MAX_PENDING) {
-            reply_error(s, &rq, RPC_ERR_RESOURCE_EXHAUSTED, "too many calls in flight", NULL);
+            refuse(s, &rq, p, RPC_ERR_RESOURCE_EXHAUSTED, "too many calls in flight", NULL, true,
+                   now_ms);
             goto done;
         }
         rpc_call_t *c = new_call(s, &rq, f, &route, p, true, now_ms);
         if (!c) {
-            reply_error(s, &rq, RPC_ERR_INTERNAL, "out of memory", NULL);
+            refuse(s, &rq, p, RPC_ERR_INTERNAL, "out of memory", NULL, true, now_ms);
             goto done;
         }
         s->reg->router(c, s->reg->router_ctx);
@@ -729,7 +749,7 @@ static void handle_frame(rpc_session_t *s, rpc_frame_t *f, uint64_t now_ms, uint
     if ((code = rpc_schema_validate(res.method, rq.named, args, &param, why, sizeof(why)))) {
         char full[224];
         snprintf(full, sizeof(full), "invalid argument %s: %s", param, why);
-        reply_error(s, &rq, code, full, param);
+        refuse(s, &rq, p, code, full, param, true, now_ms);
         goto done;
     }
     if (!res.method->handler) { /* rpc.auth */
@@ -737,12 +757,13 @@ static void handle_frame(rpc_session_t *s, rpc_frame_t *f, uint64_t now_ms, uint
         goto done;
     }
     if (s->n_pending >= RPC_MAX_PENDING) {
-        reply_error(s, &rq, RPC_ERR_RESOURCE_EXHAUSTED, "too many calls in flight", NULL);
+        refuse(s, &rq, p, RPC_ERR_RESOURCE_EXHAUSTED, "too many calls in flight", NULL, true,
+               now_ms);
         goto done;
     }
     rpc_call_t *c = new_call(s, &rq, f, res.method, p, false, now_ms);
     if (!c) {
-        reply_error(s, &rq, RPC_ERR_INTERNAL, "out of memory", NULL);
+        refuse(s, &rq, p, RPC_ERR_INTERNAL, "out of memory", NULL, true, now_ms);
         goto done;
     }
     memcpy(c->args, args, sizeof(args));

@@ -84,10 +84,28 @@ const char *rpc_shs_strerror(int err);
 #define RPC_BOX_MAX_BODY   4096 /* largest body of one box-stream frame (the spec's limit) */
 #define RPC_BOX_HEADER_LEN 34   /* encrypted header: MAC(16) + length(2) + body MAC(16) */
 
-/* The sending half: key and the next nonce. */
+#ifndef RPC_BULK_MAX_BODY
+#define RPC_BULK_MAX_BODY 16384 /* largest body of one bulk-mode (AES-256-GCM) frame */
+#endif
+#define RPC_BULK_HEADER_LEN 4  /* bulk frame: length (4 bytes big-endian, the AAD) */
+#define RPC_BULK_TAG_LEN    16 /* bulk frame: GCM tag after the body */
+#define RPC_BOX_BYE_MAX     RPC_BOX_HEADER_LEN /* largest goodbye of either mode */
+
+/* Bulk mode: a negotiated extension of box-stream for one direction of a channel (see
+ * docs/peer-channel.md). Both sides are p2p-nodes: the server offers it after the handshake with
+ * the notification [2, "peer.bulk", ["aes256gcm"]] (standard msgpack-RPC clients ignore it); a
+ * client that can decode it sends the switch frame, a box-stream header announcing length 0xFFFF
+ * with mode byte 1, and from then on its frames are len(4) | AES-256-GCM(body) | tag(16) with the
+ * length as AAD, a key derived from the box-stream key (BLAKE2b keyed, "p2p-admin peer bulk v1")
+ * and a 96-bit counter nonce. The server switches its own direction on receiving the client's
+ * switch frame. The goodbye in bulk mode is a frame of length 0. */
+
+/* The sending half: key and the next nonce; gcm is set once switched to bulk mode. */
 typedef struct rpc_box_enc {
     uint8_t key[32];
     uint8_t nonce[24];
+    void *gcm;        /* EVP_CIPHER_CTX of bulk mode, NULL in box-stream mode */
+    uint64_t counter; /* bulk mode: the next frame's nonce */
 } rpc_box_enc_t;
 
 /* The receiving half: key, next nonce and at most one partial frame (bounded). */
@@ -100,29 +118,50 @@ typedef struct rpc_box_dec {
     uint8_t body_mac[16];
     uint8_t body[RPC_BOX_MAX_BODY];
     size_t body_got;
-    int state; /* 0 header, 1 body, 2 ended (goodbye), -1 failed */
+    int state;          /* 0 header, 1 body, 2 ended (goodbye), -1 failed; bulk: 3 tag */
+    void *gcm;          /* bulk mode's EVP_CIPHER_CTX, NULL in box-stream mode */
+    uint8_t *bulk_body; /* bulk mode: RPC_BULK_MAX_BODY bytes of plaintext */
+    uint64_t counter;   /* bulk mode: the next frame's nonce */
+    bool allow_switch;  /* a switch frame is accepted (rpc_box_dec_allow_switch) */
 } rpc_box_dec_t;
 
+/* Initialise a half in box-stream mode. A half must later be released with rpc_box_*_free. */
 void rpc_box_enc_init(rpc_box_enc_t *e, const uint8_t key[32], const uint8_t nonce[24]);
 void rpc_box_dec_init(rpc_box_dec_t *d, const uint8_t key[32], const uint8_t nonce[24]);
 
-/* Bytes rpc_box_encode() writes for len plaintext bytes (bodies of at most RPC_BOX_MAX_BODY). */
-size_t rpc_box_encoded_len(size_t len);
+/* Release what bulk mode allocated and wipe the keys (the struct itself is the caller's). */
+void rpc_box_enc_free(rpc_box_enc_t *e);
+void rpc_box_dec_free(rpc_box_dec_t *d);
 
-/* Encrypts len bytes (len > 0) into out (rpc_box_encoded_len(len) bytes), split into frames of at
- * most RPC_BOX_MAX_BODY. Returns the bytes written. */
+/* True when this build and CPU can run bulk mode (AES-256-GCM through OpenSSL). */
+bool rpc_box_bulk_available(void);
+
+/* Bytes rpc_box_encode() writes for len plaintext bytes in e's current mode. */
+size_t rpc_box_encoded_len(const rpc_box_enc_t *e, size_t len);
+
+/* Encrypts len bytes (len > 0) into out (rpc_box_encoded_len(e, len) bytes), split into frames of
+ * at most RPC_BOX_MAX_BODY (RPC_BULK_MAX_BODY in bulk mode). Returns the bytes written. */
 size_t rpc_box_encode(rpc_box_enc_t *e, const uint8_t *in, size_t len, uint8_t *out);
 
-/* Writes the goodbye frame (an encrypted all-zero header) into out[RPC_BOX_HEADER_LEN]. */
-void rpc_box_goodbye(rpc_box_enc_t *e, uint8_t out[RPC_BOX_HEADER_LEN]);
+/* Writes the switch frame into out[RPC_BOX_HEADER_LEN] and puts e in bulk mode. Returns
+ * RPC_BOX_HEADER_LEN, -EALREADY when e is in bulk mode, -ENOTSUP without AES support or -ENOMEM. */
+int rpc_box_enc_switch(rpc_box_enc_t *e, uint8_t out[RPC_BOX_HEADER_LEN]);
 
-/* Feeds received bytes; stops after one whole body or the goodbye (*used = bytes taken). Returns
- * 1 with *body and *body_len (valid until the next call) for a body, 2 for the goodbye (the stream
- * ended cleanly; further input is an error), 0 when every byte was taken and more are needed,
- * -EBADMSG for a bad MAC, -EMSGSIZE for a header announcing a body past RPC_BOX_MAX_BODY, or
- * -EPROTO for input after the end or after an error. */
+/* Writes the goodbye frame of e's mode into out[RPC_BOX_BYE_MAX]; returns its length. */
+size_t rpc_box_goodbye(rpc_box_enc_t *e, uint8_t out[RPC_BOX_BYE_MAX]);
+
+/* Feeds received bytes; stops after one whole body, the goodbye or a switch (*used = bytes taken).
+ * Returns 1 with *body and *body_len (valid until the next call) for a body, 2 for the goodbye
+ * (the stream ended cleanly; further input is an error), 3 when the peer's switch frame put d in
+ * bulk mode (only when allow_switch; the caller decides whether the peer was entitled to it), 0
+ * when every byte was taken and more are needed, -EBADMSG for a bad MAC or tag, -EMSGSIZE for a
+ * header announcing a body past the mode's limit, -ENOMEM, or -EPROTO for input after the end,
+ * after an error, or a switch frame that is not allowed. */
 int rpc_box_decode(rpc_box_dec_t *d, const uint8_t *in, size_t len, size_t *used,
                    const uint8_t **body, size_t *body_len);
+
+/* Whether d may accept a switch frame (default false: a plain box-stream peer never sends one). */
+void rpc_box_dec_allow_switch(rpc_box_dec_t *d, bool allow);
 
 /* Increments a 24-byte big-endian nonce (the box-stream rule). */
 void rpc_box_nonce_inc(uint8_t nonce[24]);

@@ -82,7 +82,7 @@ int main(int argc, char **argv)
     crypto_sign_seed_keypair(pk, sk, seed);
     uv_loop_init(&t.loop);
     t.reg = rpc_registry_new();
-    rpc_peer_config_t cfg = {pk, sk, net, t.reg, &auth};
+    rpc_peer_config_t cfg = {pk, sk, net, t.reg, &auth, false};
     int r = rpc_peer_start(&t.loop, &cfg, "127.0.0.1", 0, &t.peer);
     if (r < 0) {
         fprintf(stderr, "peer_tool: start: %s\n", uv_strerror(r));

@@ -30,6 +30,7 @@ static int decode_all(const uint8_t *wire, size_t len, size_t chunk, uint8_t *ou
 {
     rpc_box_dec_t *d = malloc(sizeof(*d));
     rpc_box_dec_init(d, key, nonce);
+    rpc_box_dec_allow_switch(d, true);
     *out_len = 0;
     int last = 0;
     for (size_t off = 0; off < len;) {
@@ -39,6 +40,7 @@ static int decode_all(const uint8_t *wire, size_t len, size_t chunk, uint8_t *ou
         size_t blen;
         int r = rpc_box_decode(d, wire + off, n, &used, &body, &blen);
         if (r < 0) {
+            rpc_box_dec_free(d);
             free(d);
             return r;
         }
@@ -51,6 +53,7 @@ static int decode_all(const uint8_t *wire, size_t len, size_t chunk, uint8_t *ou
         if (r == 0) assert_int_equal(used, n);
         off += used;
     }
+    rpc_box_dec_free(d);
     free(d);
     return last;
 }
@@ -60,12 +63,13 @@ static void test_round_trip_sizes(void **state)
     static const size_t sizes[] = {1, 2, 100, 4095, 4096, 4097, 8192, 10000};
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         size_t n = sizes[i];
-        uint8_t *in = malloc(n), *wire = malloc(rpc_box_encoded_len(n) + 34), *out = malloc(n);
+        uint8_t *in = malloc(n), *wire = malloc(n + 34 * ((n + 4095) / 4096) + 34),
+                *out = malloc(n);
         randombytes_buf(in, n);
         rpc_box_enc_t e;
         rpc_box_enc_init(&e, key, nonce);
         size_t w = rpc_box_encode(&e, in, n, wire);
-        assert_int_equal(w, rpc_box_encoded_len(n));
+        assert_int_equal(w, rpc_box_encoded_len(&e, n));
         assert_int_equal(w, n + 34 * ((n + 4095) / 4096));
         rpc_box_goodbye(&e, wire + w);
         size_t got;
@@ -195,6 +199,99 @@ static void test_nonce_increment(void **state)
     assert_int_equal(n[22], 0);
 }
 
+/* --- bulk mode -------------------------------------------------------------------------- */
+
+/* Writes box-stream "before", the switch frame, bulk frames of n random bytes (kept in *in) and
+ * the bulk goodbye into a new wire; returns its length. */
+static size_t bulk_wire(size_t n, uint8_t **in, uint8_t **wire)
+{
+    rpc_box_enc_t e;
+    rpc_box_enc_init(&e, key, nonce);
+    *in = malloc(n + 6);
+    memcpy(*in, "before", 6);
+    randombytes_buf(*in + 6, n);
+    *wire = malloc(6 + 2 * RPC_BOX_HEADER_LEN + n + 20 * (n / RPC_BULK_MAX_BODY + 2));
+    size_t w = rpc_box_encode(&e, *in, 6, *wire);
+    assert_int_equal(rpc_box_enc_switch(&e, *wire + w), RPC_BOX_HEADER_LEN);
+    w += RPC_BOX_HEADER_LEN;
+    uint8_t extra[RPC_BOX_HEADER_LEN];
+    assert_int_equal(rpc_box_enc_switch(&e, extra), -EALREADY);
+    assert_int_equal(rpc_box_encoded_len(&e, n),
+                     n + 20 * ((n + RPC_BULK_MAX_BODY - 1) / RPC_BULK_MAX_BODY));
+    w += rpc_box_encode(&e, *in + 6, n, *wire + w);
+    size_t bye = rpc_box_goodbye(&e, *wire + w);
+    assert_int_equal(bye, 20);
+    rpc_box_enc_free(&e);
+    return w + bye;
+}
+
+static void test_bulk_round_trip(void **state)
+{
+    static const size_t sizes[] = {1, 100, 16383, 16384, 16385, 100000, 1 << 20};
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        uint8_t *in, *wire, *out = malloc(sizes[i] + 6);
+        size_t w = bulk_wire(sizes[i], &in, &wire), got;
+        static const size_t chunks[] = {7, 4096, 65536};
+        for (size_t k = 0; k < 3; k++) {
+            assert_int_equal(decode_all(wire, w, chunks[k], out, &got), 2);
+            assert_int_equal(got, sizes[i] + 6);
+            assert_memory_equal(in, out, got);
+        }
+        free(in);
+        free(wire);
+        free(out);
+    }
+}
+
+static void test_bulk_split_at_every_byte(void **state)
+{
+    uint8_t *in, *wire, out[64];
+    size_t w = bulk_wire(40, &in, &wire), got;
+    for (size_t chunk = 1; chunk <= w; chunk++) {
+        assert_int_equal(decode_all(wire, w, chunk, out, &got), 2);
+        assert_int_equal(got, 46);
+        assert_memory_equal(out, in, 46);
+    }
+    free(in);
+    free(wire);
+}
+
+static void test_bulk_refused(void **state)
+{
+    uint8_t *in, *wire, out[40000];
+    size_t w = bulk_wire(20000, &in, &wire), got, used, blen;
+    const uint8_t *body;
+    /* a decoder that was not told to expect a switch refuses it */
+    rpc_box_dec_t *d = malloc(sizeof(*d));
+    rpc_box_dec_init(d, key, nonce);
+    assert_int_equal(rpc_box_decode(d, wire, w, &used, &body, &blen), 1);
+    assert_int_equal(rpc_box_decode(d, wire + used, w - used, &used, &body, &blen), -EPROTO);
+    rpc_box_dec_free(d);
+    /* a flipped bit anywhere after the switch (length, body, tag) fails the frame */
+    size_t at = 6 + 2 * RPC_BOX_HEADER_LEN;
+    static const size_t flips[] = {0, 3, 4, 5000, 16387, 16388 + 15, 16388 + 16 + 4 + 100};
+    for (size_t i = 0; i < sizeof(flips) / sizeof(flips[0]); i++) {
+        wire[at + flips[i]] ^= 0x01;
+        int r = decode_all(wire, w, 4096, out, &got);
+        assert_true(r == -EBADMSG || r == -EMSGSIZE);
+        wire[at + flips[i]] ^= 0x01;
+    }
+    /* frames swapped (a replay or a reorder) fail: the nonce is the frame's position */
+    size_t f1 = at, f2 = at + 16384 + 20, f2len = (20000 - 16384) + 20;
+    uint8_t *swapped = malloc(w);
+    memcpy(swapped, wire, at);
+    memcpy(swapped + at, wire + f2, f2len);
+    memcpy(swapped + at + f2len, wire + f1, 16384 + 20);
+    assert_int_equal(decode_all(swapped, at + f2len + 16384 + 20, 4096, out, &got), -EBADMSG);
+    /* a length past RPC_BULK_MAX_BODY is refused before any body */
+    wire[at + 1] = 0x01;
+    assert_int_equal(decode_all(wire, w, 4096, out, &got), -EMSGSIZE);
+    free(swapped);
+    free(in);
+    free(wire);
+    free(d);
+}
+
 int main(void)
 {
     if (sodium_init() < 0) return 1;
@@ -205,6 +302,9 @@ int main(void)
         cmocka_unit_test_setup(test_oversized_header, setup),
         cmocka_unit_test_setup(test_goodbye_then_garbage, setup),
         cmocka_unit_test_setup(test_nonce_increment, setup),
+        cmocka_unit_test_setup(test_bulk_round_trip, setup),
+        cmocka_unit_test_setup(test_bulk_split_at_every_byte, setup),
+        cmocka_unit_test_setup(test_bulk_refused, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

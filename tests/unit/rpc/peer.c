@@ -13,6 +13,7 @@
 #include <sodium.h>
 
 #include "rpc/peer.h"
+#include "rpc/shs.h"
 #include "rpc/rpc-internal.h"
 
 static const uint8_t secret[32] = "0123456789abcdef0123456789abcdef";
@@ -25,6 +26,7 @@ typedef struct node {
     rpc_peer_t *peer;
     struct sockaddr_in addr;
     bool stopped;
+    bool no_bulk;
 } node_t;
 
 typedef struct reply {
@@ -32,6 +34,7 @@ typedef struct reply {
     int status;
     int64_t code; /* error code, 0 for none */
     char result[64];
+    size_t result_len;
     int notified;
 } reply_t;
 
@@ -78,9 +81,10 @@ static const rpc_param_t echo_params[] = {
     {.name = "s", .types = RPC_T_STRING, .required = true},
 };
 
-static void node_init(node_t *n, uint8_t net_byte)
+static void node_init_ex(node_t *n, uint8_t net_byte, bool no_bulk)
 {
     memset(n, 0, sizeof(*n));
+    n->no_bulk = no_bulk;
     crypto_sign_keypair(n->pk, n->sk);
     memset(n->net, net_byte, sizeof(n->net));
     n->reg = rpc_registry_new();
@@ -96,10 +100,15 @@ static void node_init(node_t *n, uint8_t net_byte)
     rpc_method_t stream = {
         .name = "test.stream", .role = RPC_ROLE_ADMIN, .handler = stream_cb, .network = true};
     assert_int_equal(rpc_registry_add(n->reg, &stream), 0);
-    rpc_peer_config_t cfg = {n->pk, n->sk, n->net, n->reg, &auth};
+    rpc_peer_config_t cfg = {n->pk, n->sk, n->net, n->reg, &auth, n->no_bulk};
     assert_int_equal(rpc_peer_start(&loop, &cfg, "127.0.0.1", 0, &n->peer), 0);
     assert_true(rpc_peer_port(n->peer) > 0);
     uv_ip4_addr("127.0.0.1", rpc_peer_port(n->peer), &n->addr);
+}
+
+static void node_init(node_t *n, uint8_t net_byte)
+{
+    node_init_ex(n, net_byte, false);
 }
 
 static void stopped_cb(void *arg)
@@ -136,6 +145,7 @@ static void reply_cb(void *arg, int status, const msgpack_object *error,
                 r->code = error->via.map.ptr[i].val.via.i64;
     }
     if (status == 0 && result->type == MSGPACK_OBJECT_STR) {
+        r->result_len = result->via.str.size;
         size_t n = P2P_MIN(result->via.str.size, sizeof(r->result) - 1);
         memcpy(r->result, result->via.str.ptr, n);
         r->result[n] = 0;
@@ -248,6 +258,60 @@ static void test_call_and_reuse(void **state)
     msgpack_zone_destroy(&z);
     node_free(&a);
     node_free(&b);
+}
+
+/* Echoes a big string from->to and checks it came back whole. */
+static void big_echo(node_t *from, node_t *to, msgpack_zone *z, const char *big, size_t len)
+{
+    reply_t r = {0};
+    assert_int_equal(rpc_peer_call(from->peer, to->pk, (struct sockaddr *)&to->addr,
+                                   "system.local.test.echo", echo_params_obj(z, big), 5000,
+                                   reply_cb, &r),
+                     0);
+    wait_all(&r, 1);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.code, 0);
+    assert_int_equal(r.result_len, len);
+    assert_memory_equal(r.result, big, sizeof(r.result) - 1);
+}
+
+/* Bulk mode: two nodes that both run it switch both directions after the offer; a node with it
+ * off (or a plain box-stream peer, which never answers the offer) keeps box-stream. Either way
+ * calls carry big payloads intact. */
+static void test_bulk_mode(void **state)
+{
+    node_t a, b, c;
+    node_init(&a, 7);
+    node_init(&b, 7);
+    node_init_ex(&c, 7, true);
+    size_t len = 200000;
+    char *big = malloc(len + 1);
+    for (size_t i = 0; i < len; i++)
+        big[i] = (char)('a' + i % 26);
+    big[len] = 0;
+    msgpack_zone z;
+    msgpack_zone_init(&z, 1024);
+    rpc_peer_stats_t sa, sb, sc;
+    if (rpc_box_bulk_available()) {
+        big_echo(&a, &b, &z, big, len);
+        big_echo(&a, &b, &z, big, len);
+        rpc_peer_stats(a.peer, &sa);
+        rpc_peer_stats(b.peer, &sb);
+        assert_int_equal(sa.bulk_switched, 2); /* its own direction and b's */
+        assert_int_equal(sb.bulk_switched, 2);
+    }
+    big_echo(&c, &b, &z, big, len); /* c ignores b's offer */
+    big_echo(&a, &c, &z, big, len); /* c makes no offer */
+    rpc_peer_stats(c.peer, &sc);
+    assert_int_equal(sc.bulk_switched, 0);
+    assert_int_equal(sc.protocol_errors, 0);
+    rpc_peer_stats(b.peer, &sb);
+    assert_int_equal(sb.bulk_switched, rpc_box_bulk_available() ? 2 : 0);
+    free(big);
+    msgpack_zone_destroy(&z);
+    node_free(&a);
+    node_free(&b);
+    node_free(&c);
 }
 
 static void test_timeout_then_late_answer(void **state)
@@ -515,6 +579,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_garbage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_notifications, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bulk_mode, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

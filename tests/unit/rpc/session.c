@@ -531,6 +531,88 @@ static void test_revoked_token(void **state)
     f->s = rpc_session_new(f->reg, &auth, write_cb, f); /* teardown frees this one */
 }
 
+typedef struct observed {
+    int n;
+    char method[64]; /* "(routed)" for NULL */
+    char address[64];
+    int code;
+    uint64_t start_ms;
+} observed_t;
+
+static void observe_cb(void *ctx, const rpc_observation_t *o)
+{
+    observed_t *x = ctx;
+    x->n++;
+    snprintf(x->method, sizeof(x->method), "%s", o->method ? o->method : "(routed)");
+    snprintf(x->address, sizeof(x->address), "%.*s", (int)o->address_len, o->address);
+    x->code = o->code;
+    x->start_ms = o->start_ms;
+}
+
+static void route_cb(rpc_call_t *call, void *ctx)
+{
+    rpc_call_error(call, RPC_ERR_UNAVAILABLE, "far away");
+}
+
+/* The metrics hook: answered calls (errors and timeouts too), refusals of real methods, routed
+ * calls; not unknown methods or envelope errors. */
+static void test_observer(void **state)
+{
+    fx_t *f = *state;
+    observed_t seen = {0};
+    rpc_registry_set_observer(f->reg, observe_cb, &seen);
+    rpc_registry_set_router(f->reg, route_cb, NULL);
+    const char *kv[] = {"s", "x"}, *bad[] = {"s", "#1"};
+    /* refused before rpc.auth: a real method, counted */
+    assert_int_equal(call(f, 1, "system.local.test.echo", 1, kv, 5), 0);
+    assert_int_equal(response(f, 1, NULL), RPC_ERR_UNAUTHENTICATED);
+    assert_int_equal(seen.n, 1);
+    assert_string_equal(seen.method, "test.echo");
+    assert_int_equal(seen.code, RPC_ERR_UNAUTHENTICATED);
+    authenticate(f, "viewer");
+    int before = seen.n;
+    assert_int_equal(call(f, 2, "system.local.test.echo", 1, kv, 70), 0);
+    assert_int_equal(response(f, 2, NULL), 0);
+    assert_int_equal(seen.n, before + 1);
+    assert_string_equal(seen.method, "test.echo");
+    assert_string_equal(seen.address, "system.local.test.echo");
+    assert_int_equal(seen.code, 0);
+    assert_int_equal(seen.start_ms, 70);
+    /* bad params and a denied role */
+    assert_int_equal(call(f, 3, "system.local.test.echo", 1, bad, 80), 0);
+    assert_int_equal(response(f, 3, NULL), RPC_ERR_INVALID_PARAMS);
+    assert_int_equal(seen.n, before + 2);
+    assert_int_equal(seen.code, RPC_ERR_INVALID_PARAMS);
+    assert_int_equal(call(f, 4, "system.local.test.admin", 1, kv, 80), 0);
+    assert_int_equal(response(f, 4, NULL), RPC_ERR_PERMISSION_DENIED);
+    assert_int_equal(seen.n, before + 3);
+    assert_string_equal(seen.method, "test.admin");
+    /* a held call is observed when it times out, with its dispatch time */
+    assert_int_equal(call(f, 5, "system.local.test.later", -1, NULL, 100), 0);
+    assert_int_equal(seen.n, before + 3);
+    rpc_session_periodic(f->s, 100 + RPC_DEFAULT_TIMEOUT_MS);
+    assert_int_equal(response(f, 5, NULL), RPC_ERR_TIMEOUT);
+    assert_int_equal(seen.n, before + 4);
+    assert_string_equal(seen.method, "test.later");
+    assert_int_equal(seen.code, RPC_ERR_TIMEOUT);
+    assert_int_equal(seen.start_ms, 100);
+    /* routed to another node: method NULL, the address tells where */
+    assert_int_equal(call(f, 6, "system.web-02.process.list", -1, NULL, 200), 0);
+    assert_int_equal(response(f, 6, NULL), RPC_ERR_UNAVAILABLE);
+    assert_int_equal(seen.n, before + 5);
+    assert_string_equal(seen.method, "(routed)");
+    assert_string_equal(seen.address, "system.web-02.process.list");
+    /* no such method here: not counted (its name is the caller's to invent) */
+    assert_int_equal(call(f, 7, "system.local.test.nope", -1, NULL, 300), 0);
+    assert_int_equal(response(f, 7, NULL), RPC_ERR_METHOD_NOT_FOUND);
+    assert_int_equal(seen.n, before + 5);
+    /* removed: nothing more */
+    rpc_registry_set_observer(f->reg, NULL, NULL);
+    assert_int_equal(call(f, 8, "system.local.test.echo", 1, kv, 400), 0);
+    assert_int_equal(response(f, 8, NULL), 0);
+    assert_int_equal(seen.n, before + 5);
+}
+
 int main(void)
 {
 #define T(x) cmocka_unit_test_setup_teardown(x, setup, teardown)
@@ -547,6 +629,7 @@ int main(void)
         T(test_split_input),
         T(test_acl_tokens),
         T(test_revoked_token),
+        T(test_observer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
