@@ -115,4 +115,54 @@
 #define WS_PING_INTERVAL_MS 30000 /* server pings an idle client; no pong within one more closes */
 #endif
 
+/* Users, login and sessions (users*.c, login.c) */
+#ifndef HTTP_MAX_USERNAME
+#define HTTP_MAX_USERNAME 64 /* characters of a user name, [A-Za-z0-9._-] */
+#endif
+#ifndef HTTP_MIN_PASSWORD
+#define HTTP_MIN_PASSWORD 8 /* bytes of a new password (p2p-node user add) */
+#endif
+#ifndef HTTP_MAX_PASSWORD
+#define HTTP_MAX_PASSWORD 1024 /* bytes of a password, at login and when set */
+#endif
+#ifndef HTTP_MAX_USERS
+#define HTTP_MAX_USERS 4096 /* user rows of one network, removed ones (tombstones) included */
+#endif
+#ifndef HTTP_PWHASH_OPSLIMIT
+#define HTTP_PWHASH_OPSLIMIT 2 /* Argon2id passes (OWASP: t=2) */
+#endif
+#ifndef HTTP_PWHASH_MEMLIMIT
+#define HTTP_PWHASH_MEMLIMIT (19u << 20) /* Argon2id memory floor (OWASP); INTERACTIVE if more */
+#endif
+#ifndef HTTP_REFRESH_TTL_S
+#define HTTP_REFRESH_TTL_S (7u * 24 * 3600) /* a refresh token unused this long expires */
+#endif
+#ifndef HTTP_REFRESH_MAX_AGE_S
+#define HTTP_REFRESH_MAX_AGE_S (30u * 24 * 3600) /* a login session ends this long after login */
+#endif
+#ifndef HTTP_MAX_FAMILIES
+#define HTTP_MAX_FAMILIES 65536 /* login sessions (refresh-token families) of the network */
+#endif
+#ifndef HTTP_MAX_FAMILIES_PER_USER
+#define HTTP_MAX_FAMILIES_PER_USER 64 /* sessions of one user; a new login revokes the oldest */
+#endif
+#ifndef HTTP_MAX_REVOKED
+#define HTTP_MAX_REVOKED 65536 /* logged-out access tokens remembered until they expire */
+#endif
+#ifndef HTTP_LOGIN_MAX_FAILURES
+#define HTTP_LOGIN_MAX_FAILURES 40 /* failed logins per client address or user name per window */
+#endif
+#ifndef HTTP_LOGIN_WINDOW_S
+#define HTTP_LOGIN_WINDOW_S 300 /* the window of that limit (failures drain at MAX per WINDOW) */
+#endif
+#ifndef HTTP_LOGIN_TRACKED
+#define HTTP_LOGIN_TRACKED 4096 /* addresses, and separately user names, the limiter tracks */
+#endif
+#ifndef HTTP_LOGIN_MAX_RUNNING
+#define HTTP_LOGIN_MAX_RUNNING 2 /* password hashes computed at once on the thread pool */
+#endif
+#ifndef HTTP_LOGIN_MAX_QUEUED
+#define HTTP_LOGIN_MAX_QUEUED 32 /* logins waiting for a hash slot; more is 503 */
+#endif
+
 #endif

@@ -326,6 +326,13 @@ static void stop_services(node_t *node, void (*done)(void *arg))
 #undef STOP_SVC
 }
 
+/* The revocation callback of every door: whoever runs node->token_revoked decides. */
+static int auth_revoked(void *ctx, const char *jti, const char *sub, uint64_t iat)
+{
+    const node_t *node = ctx;
+    return node->token_revoked ? node->token_revoked(node->token_revoked_ctx, jti, sub, iat) : 0;
+}
+
 void node_auth_config(const node_t *node, rpc_auth_config_t *out)
 {
     memset(out, 0, sizeof(*out));
@@ -336,6 +343,8 @@ void node_auth_config(const node_t *node, rpc_auth_config_t *out)
         out->prev_secret_len = node->auth_prev_len;
     }
     out->audience = "p2p-admin";
+    out->is_revoked = auth_revoked;
+    out->revoked_ctx = (void *)node; /* read only, from the loop thread */
 }
 
 static void log_ready(node_t *node)

@@ -1,4 +1,5 @@
-/* main.c: the p2p-node command line: the daemon and the keygen, token and version subcommands. */
+/* main.c: the p2p-node command line: the daemon and the keygen, token, user and version
+ * subcommands. */
 #include <errno.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include "node/keys.h"
 #include "node/log.h"
 #include "node/node.h"
+#include "node/user_cmd.h"
 #include "rpc/rpc.h"
 
 extern char **environ;
@@ -30,6 +32,11 @@ static void usage(FILE *out)
         "                                        DURATION: 30s, 15m, 1h, 7d or seconds;\n"
         "                                        --targets: node names it may call, e.g. web-*;\n"
         "                                        --methods: DOMAIN.METHOD globs, e.g. node.*)\n"
+        "       p2p-node user add NAME --role ROLE [--replace] [flags]\n"
+        "                                        add a user; the password is one line on stdin\n"
+        "       p2p-node user list [flags]       list the users (name, role, last change)\n"
+        "       p2p-node user remove NAME [flags]\n"
+        "                                        remove a user and end its sessions\n"
         "       p2p-node version                 print the version\n"
         "       p2p-node --help                  this text\n\n"
         "flags (environment and config-file names in the second column;\n"
@@ -220,6 +227,7 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "keygen")) return cmd_keygen(argc);
     if (!strcmp(cmd, "token")) return cmd_token(argc - 2, argv + 2);
+    if (!strcmp(cmd, "user")) return node_cmd_user(argc - 2, argv + 2);
     if (argc > 1 && argv[1][0] != '-') {
         fprintf(stderr, "p2p-node: unknown command '%s' (see p2p-node --help)\n", argv[1]);
         return 2;

@@ -88,6 +88,10 @@ typedef struct node {
     struct svc_file *svc_file;
     struct svc_network *svc_network;
     struct svc_monitor *svc_monitor;
+    /* Token revocation, consulted by every door through node_auth_config (NULL = none): the users
+     * part of the HTTP API sets it while it runs (src/http/users.c). */
+    int (*token_revoked)(void *ctx, const char *jti, const char *sub, uint64_t iat);
+    void *token_revoked_ctx;
     /* private to cluster.c */
     uv_timer_t gossip_timer;
     bool cl_timer_open;
@@ -124,7 +128,8 @@ int node_run(const node_config_t *cfg, int argc, char *const *argv, node_log_t *
 int node_methods_register(node_t *node, rpc_registry_t *reg);
 
 /* Fills out with the node's token-checking settings: the auth secret, the previous one during a
- * rotation, the audience. Points into node. */
+ * rotation, the audience, and a revocation callback that asks node->token_revoked when it is set.
+ * Points into node. */
 struct rpc_auth_config;
 void node_auth_config(const node_t *node, struct rpc_auth_config *out);
 

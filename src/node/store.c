@@ -68,6 +68,41 @@ static const char *const migrations[] = {
     "  severity TEXT NOT NULL,"
     "  created INTEGER NOT NULL,"
     "  firing_since INTEGER NOT NULL DEFAULT 0);",
+    /* 3 -> 4: users and their sessions (src/http/users_db.c), replicated between nodes. bucket is
+     * the anti-entropy bucket of the key. users: version orders changes (last writer wins), a
+     * removed user stays as a tombstone (deleted = 1, hash ""), tokens minted before
+     * tokens_after (wall s) are refused. refresh_families: one row per login session; the live
+     * refresh token carries `counter` and hashes to token_hash; times in wall seconds.
+     * revoked_tokens: access-token jtis logged out, kept until the token would expire. */
+    "CREATE TABLE users ("
+    "  name TEXT PRIMARY KEY,"
+    "  role TEXT NOT NULL,"
+    "  hash TEXT NOT NULL,"
+    "  version INTEGER NOT NULL,"
+    "  updated INTEGER NOT NULL,"
+    "  tokens_after INTEGER NOT NULL DEFAULT 0,"
+    "  disabled INTEGER NOT NULL DEFAULT 0,"
+    "  deleted INTEGER NOT NULL DEFAULT 0,"
+    "  bucket INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX users_bucket ON users (bucket);"
+    "CREATE TABLE refresh_families ("
+    "  family BLOB PRIMARY KEY,"
+    "  username TEXT NOT NULL,"
+    "  counter INTEGER NOT NULL,"
+    "  token_hash BLOB NOT NULL,"
+    "  created INTEGER NOT NULL,"
+    "  expires INTEGER NOT NULL,"
+    "  revoked INTEGER NOT NULL DEFAULT 0,"
+    "  bucket INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX refresh_user ON refresh_families (username);"
+    "CREATE INDEX refresh_expires ON refresh_families (expires);"
+    "CREATE INDEX refresh_bucket ON refresh_families (bucket);"
+    "CREATE TABLE revoked_tokens ("
+    "  jti TEXT PRIMARY KEY,"
+    "  expires INTEGER NOT NULL,"
+    "  bucket INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX revoked_expires ON revoked_tokens (expires);"
+    "CREATE INDEX revoked_bucket ON revoked_tokens (bucket);",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

@@ -1,8 +1,8 @@
 /* auth.c: JWT minting and verification (RFC 8725 practice): HS256 only, with the algorithm pinned
  * by reading the header before libjwt verifies anything; exp required, nbf and aud checked with a
  * small leeway; role claim limited to viewer/operator/admin; a previous secret accepted during
- * rotation; optional Salt-style ACL claims `targets` and `methods` (glob lists) parsed and checked.
- * Time comes in as a parameter. */
+ * rotation; optional Salt-style ACL claims `targets` and `methods` (glob lists) parsed and checked;
+ * `jti` and `iat` kept for the revocation callback of the config. Time comes in as a parameter. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -252,6 +252,17 @@ static int claims_ok(jwt_t *jwt, const rpc_auth_config_t *auth, uint64_t now_s,
         *why = "token methods claim must be 1..16 DOMAIN.METHOD patterns";
         goto done;
     }
+    json_t *jti = json_object_get(c, "jti"), *iat = json_object_get(c, "iat");
+    if (jti && (!json_is_string(jti) || strlen(json_string_value(jti)) > RPC_MAX_JTI)) {
+        *why = "token jti must be a short string";
+        goto done;
+    }
+    if (iat && !json_is_integer(iat)) {
+        *why = "token iat must be an integer";
+        goto done;
+    }
+    snprintf(out->jti, sizeof(out->jti), "%s", jti ? json_string_value(jti) : "");
+    out->iat = iat && json_integer_value(iat) > 0 ? (uint64_t)json_integer_value(iat) : 0;
     snprintf(out->sub, sizeof(out->sub), "%s", sub ? json_string_value(sub) : "");
     out->role = (rpc_role_t)rl;
     out->exp = (uint64_t)json_integer_value(exp);
@@ -259,6 +270,12 @@ static int claims_ok(jwt_t *jwt, const rpc_auth_config_t *auth, uint64_t now_s,
 done:
     json_decref(c);
     return r;
+}
+
+bool rpc_principal_revoked(const rpc_auth_config_t *auth, const rpc_principal_t *p)
+{
+    return auth && auth->is_revoked && p->role != RPC_ROLE_NONE &&
+           auth->is_revoked(auth->revoked_ctx, p->jti, p->sub, p->iat) != 0;
 }
 
 int rpc_jwt_verify(const rpc_auth_config_t *auth, const char *token, size_t len, uint64_t now_s,
@@ -294,6 +311,11 @@ int rpc_jwt_verify(const rpc_auth_config_t *auth, const char *token, size_t len,
         goto done;
     }
     r = claims_ok(jwt, auth, now_s, out, why);
+    if (r == 0 && rpc_principal_revoked(auth, out)) {
+        memset(out, 0, sizeof(*out));
+        *why = "token revoked";
+        r = -EACCES;
+    }
     if (r == 0) memcpy(out->token, token, len); /* len <= RPC_MAX_TOKEN; NUL from claims_ok */
 done:
     jwt_free(jwt);

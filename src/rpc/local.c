@@ -359,8 +359,13 @@ int rpc_local_start(uv_loop_t *loop, const char *path, rpc_registry_t *reg,
         !(s->prev_secret = dup_bytes(auth->prev_secret, auth->prev_secret_len)))
         goto fail;
     if (auth->audience && !(s->audience = strdup(auth->audience))) goto fail;
-    s->auth = (rpc_auth_config_t){s->secret, auth->secret_len, s->prev_secret,
-                                  auth->prev_secret_len, s->audience};
+    s->auth = (rpc_auth_config_t){.secret = s->secret,
+                                  .secret_len = auth->secret_len,
+                                  .prev_secret = s->prev_secret,
+                                  .prev_secret_len = auth->prev_secret_len,
+                                  .audience = s->audience,
+                                  .is_revoked = auth->is_revoked,
+                                  .revoked_ctx = auth->revoked_ctx};
     if (lstat(path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode)) {
             r = -EEXIST;

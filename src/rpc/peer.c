@@ -661,8 +661,13 @@ int rpc_peer_start(uv_loop_t *loop, const rpc_peer_config_t *cfg, const char *ho
         !(p->prev_secret = dup_bytes(auth->prev_secret, auth->prev_secret_len)))
         goto fail;
     if (auth->audience && !(p->audience = strdup(auth->audience))) goto fail;
-    p->auth = (rpc_auth_config_t){p->secret, auth->secret_len, p->prev_secret,
-                                  auth->prev_secret_len, p->audience};
+    p->auth = (rpc_auth_config_t){.secret = p->secret,
+                                  .secret_len = auth->secret_len,
+                                  .prev_secret = p->prev_secret,
+                                  .prev_secret_len = auth->prev_secret_len,
+                                  .audience = p->audience,
+                                  .is_revoked = auth->is_revoked,
+                                  .revoked_ctx = auth->revoked_ctx};
     p->port = port;
     if (host) {
         r = listen_on(p, host, port, false);

@@ -79,6 +79,8 @@ typedef struct rpc_principal {
     char token[RPC_MAX_TOKEN + 1]; /* the JWT itself, forwarded with calls to other nodes */
     rpc_role_t role;               /* RPC_ROLE_NONE = not authenticated */
     uint64_t exp;                  /* wall seconds */
+    uint64_t iat;                  /* wall seconds, 0 when the token has none */
+    char jti[RPC_MAX_JTI + 1];     /* "" when the token has none */
     /* Optional ACL claims (Salt-style): when n_targets / n_methods > 0, a call is allowed only on a
      * node whose name matches one of targets and for a DOMAIN.METHOD matching one of methods. */
     uint8_t n_targets, n_methods;
@@ -93,11 +95,15 @@ bool rpc_glob_match(const char *pattern, const char *s);
  * one, and no methods claim or method (DOMAIN.METHOD) matches one. */
 bool rpc_principal_allows(const rpc_principal_t *p, const char *node, const char *method);
 
+/* True when auth has a revocation callback and it says p's token is revoked (role NONE: false). */
+bool rpc_principal_revoked(const rpc_auth_config_t *auth, const rpc_principal_t *p);
+
 /* Verifies an HS256 JWT against auth (current then previous secret) at wall time now_s: alg pinned
  * to HS256 in the header, signature, exp required, nbf, aud, role, and the optional `targets` and
  * `methods` claims (arrays of 1..RPC_MAX_ACL_PATTERNS glob strings of 1..RPC_MAX_ACL_PATTERN
- * characters [A-Za-z0-9._*?-]; anything else makes the token invalid). Returns 0 and *out, or
- * -EACCES with *why a static reason. */
+ * characters [A-Za-z0-9._*?-]; anything else makes the token invalid), `jti` (a string of at most
+ * RPC_MAX_JTI characters when present), `iat` (an integer when present), and last the revocation
+ * callback of auth. Returns 0 and *out, or -EACCES with *why a static reason. */
 int rpc_jwt_verify(const rpc_auth_config_t *auth, const char *token, size_t len, uint64_t now_s,
                    rpc_principal_t *out, const char **why);
 

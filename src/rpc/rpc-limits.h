@@ -48,6 +48,9 @@
 #ifndef RPC_MAX_TIMEOUT_S
 #define RPC_MAX_TIMEOUT_S 3600 /* largest _timeout accepted */
 #endif
+#ifndef RPC_MAX_JTI
+#define RPC_MAX_JTI 64 /* length of a token's `jti`; longer makes the token invalid */
+#endif
 #ifndef RPC_JWT_LEEWAY_S
 #define RPC_JWT_LEEWAY_S 30 /* clock skew tolerated on exp and nbf */
 #endif

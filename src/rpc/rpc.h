@@ -237,6 +237,12 @@ typedef struct rpc_auth_config {
     const uint8_t *prev_secret; /* previous key still accepted during rotation, NULL if none */
     size_t prev_secret_len;
     const char *audience; /* required `aud`, e.g. "p2p-admin" */
+    /* Revocation (NULL = none): returns nonzero when a token that passed every other check is
+     * revoked: its `jti` ("" when absent) was logged out, or its subject `sub` was removed or
+     * changed after `iat` (wall seconds, 0 when absent). Called on the loop thread for every call
+     * a bound or cached token makes, so it must be a cheap in-memory lookup. */
+    int (*is_revoked)(void *ctx, const char *jti, const char *sub, uint64_t iat);
+    void *revoked_ctx;
 } rpc_auth_config_t;
 
 /* Mints an HS256 JWT with claims sub, role, aud, iat = nbf = now_s, exp = now_s + ttl_s and a

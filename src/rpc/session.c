@@ -562,12 +562,17 @@ static void do_auth(rpc_session_t *s, const request_t *rq, const msgpack_object 
 
 /* Checks the caller may run m on this node (named node) now: token still valid, role, and the
  * token's ACL claims. Returns 0 or an error code with *msg. */
-static int check_access(rpc_principal_t *p, const rpc_method_t *m, const char *node,
-                        uint64_t wall_s, const char **msg)
+static int check_access(const rpc_auth_config_t *auth, rpc_principal_t *p, const rpc_method_t *m,
+                        const char *node, uint64_t wall_s, const char **msg)
 {
     if (p->role != RPC_ROLE_NONE && p->exp + RPC_JWT_LEEWAY_S < wall_s) {
         memset(p, 0, sizeof(*p));
         *msg = "token expired; call rpc.auth again";
+        return RPC_ERR_UNAUTHENTICATED;
+    }
+    if (rpc_principal_revoked(auth, p)) { /* logged out since it was bound or cached */
+        memset(p, 0, sizeof(*p));
+        *msg = "token revoked";
         return RPC_ERR_UNAUTHENTICATED;
     }
     if (!m || m->role == RPC_ROLE_NONE) return 0;
@@ -713,7 +718,7 @@ static void handle_frame(rpc_session_t *s, rpc_frame_t *f, uint64_t now_ms, uint
         open_m.role = RPC_ROLE_NONE;
         checked = &open_m;
     }
-    code = check_access(p, checked, s->reg->node_name, wall_s, &msg);
+    code = check_access(s->auth, p, checked, s->reg->node_name, wall_s, &msg);
     if (!code && !res.method && p->role == RPC_ROLE_NONE)
         code = RPC_ERR_UNAUTHENTICATED, msg = "call rpc.auth with a token first";
     if (code) {

@@ -67,7 +67,8 @@ int main(int argc, char **argv)
 {
     tool_t t = {.exit_code = 1};
     uint8_t net[32], seed[32], pk[32], sk[64], server_pk[32];
-    rpc_auth_config_t auth = {secret, sizeof(secret), NULL, 0, "p2p-admin"};
+    rpc_auth_config_t auth = {
+        .secret = secret, .secret_len = sizeof(secret), .audience = "p2p-admin"};
     if (sodium_init() < 0) return 1;
     bool serve = argc == 4 && strcmp(argv[1], "serve") == 0;
     bool call = argc == 6 && strcmp(argv[1], "call") == 0;

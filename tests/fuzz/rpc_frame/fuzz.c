@@ -98,7 +98,8 @@ static void init(void)
         rpc_registry_add(h.reg, &adm) || rpc_registry_set_node_name(h.reg, "fuzz"))
         abort();
     memset(h.secret, 0x5a, sizeof(h.secret));
-    h.auth = (rpc_auth_config_t){h.secret, sizeof(h.secret), NULL, 0, "p2p-admin"};
+    h.auth = (rpc_auth_config_t){
+        .secret = h.secret, .secret_len = sizeof(h.secret), .audience = "p2p-admin"};
     if (rpc_jwt_mint(h.secret, sizeof(h.secret), "admin", "fuzz", "p2p-admin", 3600, FUZZ_WALL,
                      &h.token) < 0)
         abort();

@@ -83,7 +83,7 @@ static void round_trip(void **state)
     assert_non_null(testdir_make(root));
     snprintf(path, sizeof(path), "%s/node.db", root);
     assert_int_equal(node_store_open(path, &s), 0);
-    assert_int_equal(node_store_version(s), 3);
+    assert_int_equal(node_store_version(s), 4);
     /* every migration ran: the services' tables are there */
     assert_int_equal(sqlite3_exec(node_store_db(s),
                                   "SELECT name, spec, wanted, pid, pid_start FROM programs;"

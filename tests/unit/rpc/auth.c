@@ -1,10 +1,12 @@
 /* Tests of src/rpc/auth.c: JWT minting and verification (alg pinning, exp, nbf, aud, roles,
- * rotation), the ACL claims targets/methods and their glob matching. */
+ * rotation), the ACL claims targets/methods and their glob matching, jti/iat and the revocation
+ * callback. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -16,7 +18,8 @@
 
 static const uint8_t secret[32] = "0123456789abcdef0123456789abcdef";
 static const uint8_t other[32] = "fedcba9876543210fedcba9876543210";
-static const rpc_auth_config_t auth = {secret, sizeof(secret), NULL, 0, "p2p-admin"};
+static const rpc_auth_config_t auth = {
+    .secret = secret, .secret_len = sizeof(secret), .audience = "p2p-admin"};
 
 static int verify(const rpc_auth_config_t *a, const char *tok, uint64_t now, rpc_principal_t *p)
 {
@@ -87,7 +90,11 @@ static void test_wrong_secret_and_rotation(void **state)
     assert_int_equal(
         rpc_jwt_mint(other, sizeof(other), "admin", "bob", "p2p-admin", 600, NOW, &tok), 0);
     assert_int_equal(verify(&auth, tok, NOW, &p), -EACCES);
-    rpc_auth_config_t rotated = {secret, sizeof(secret), other, sizeof(other), "p2p-admin"};
+    rpc_auth_config_t rotated = {.secret = secret,
+                                 .secret_len = sizeof(secret),
+                                 .prev_secret = other,
+                                 .prev_secret_len = sizeof(other),
+                                 .audience = "p2p-admin"};
     assert_int_equal(verify(&rotated, tok, NOW, &p), 0);
     assert_int_equal(p.role, RPC_ROLE_ADMIN);
     free(tok);
@@ -313,6 +320,96 @@ static void test_acl_malformed_claims(void **state)
     free(tok);
 }
 
+typedef struct revoked_fx {
+    char jti[RPC_MAX_JTI + 1]; /* the jti to refuse */
+    char seen_jti[RPC_MAX_JTI + 1], seen_sub[RPC_MAX_SUB + 1];
+    uint64_t seen_iat;
+    int calls;
+} revoked_fx_t;
+
+static int is_revoked(void *ctx, const char *jti, const char *sub, uint64_t iat)
+{
+    revoked_fx_t *r = ctx;
+    r->calls++;
+    snprintf(r->seen_jti, sizeof(r->seen_jti), "%s", jti);
+    snprintf(r->seen_sub, sizeof(r->seen_sub), "%s", sub);
+    r->seen_iat = iat;
+    return r->jti[0] && strcmp(jti, r->jti) == 0;
+}
+
+static void test_revocation(void **state)
+{
+    (void)state;
+    revoked_fx_t rf;
+    memset(&rf, 0, sizeof(rf));
+    rpc_auth_config_t a = auth;
+    a.is_revoked = is_revoked;
+    a.revoked_ctx = &rf;
+    char *t1 = NULL, *t2 = NULL;
+    rpc_principal_t p;
+    assert_int_equal(
+        rpc_jwt_mint(secret, sizeof(secret), "admin", "alice", "p2p-admin", 600, NOW, &t1), 0);
+    assert_int_equal(
+        rpc_jwt_mint(secret, sizeof(secret), "admin", "alice", "p2p-admin", 600, NOW, &t2), 0);
+    assert_int_equal(verify(&a, t1, NOW, &p), 0);
+    assert_int_equal(rf.calls, 1);
+    assert_int_equal(strlen(p.jti), 32); /* 16 random bytes in hex */
+    assert_string_equal(rf.seen_jti, p.jti);
+    assert_string_equal(rf.seen_sub, "alice");
+    assert_int_equal(rf.seen_iat, NOW);
+    assert_int_equal(p.iat, NOW);
+    /* revoke t1's jti: t1 is refused with its reason, t2 (another jti) still passes */
+    snprintf(rf.jti, sizeof(rf.jti), "%s", p.jti);
+    const char *why = NULL;
+    assert_int_equal(rpc_jwt_verify(&a, t1, strlen(t1), NOW, &p, &why), -EACCES);
+    assert_string_equal(why, "token revoked");
+    assert_int_equal(p.role, RPC_ROLE_NONE);
+    assert_true(rpc_principal_revoked(
+                    &a, &(rpc_principal_t){.role = RPC_ROLE_VIEWER, .jti = {0}}) == false);
+    assert_int_equal(verify(&a, t2, NOW, &p), 0);
+    assert_false(rpc_principal_revoked(&a, &p));
+    snprintf(rf.jti, sizeof(rf.jti), "%s", p.jti);
+    assert_true(rpc_principal_revoked(&a, &p)); /* a principal bound earlier, revoked since */
+    /* without the callback nothing is revoked; a bad signature never reaches the callback */
+    assert_int_equal(verify(&auth, t2, NOW, &p), 0);
+    int before = rf.calls;
+    t1[strlen(t1) - 2] ^= 1;
+    assert_int_equal(verify(&a, t1, NOW, &p), -EACCES);
+    assert_int_equal(rf.calls, before);
+    free(t1);
+    free(t2);
+    /* a token without jti and iat: the callback sees "" and 0 */
+    char *c = craft(JWT_ALG_HS256, secret, sizeof(secret), "viewer", "p2p-admin", NOW + 60, 0);
+    assert_int_equal(verify(&a, c, NOW, &p), 0);
+    assert_string_equal(rf.seen_jti, "");
+    assert_int_equal(rf.seen_iat, 0);
+    free(c);
+}
+
+static void test_jti_iat_claims(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "{\"jti\":5}",
+        "{\"jti\":\"0123456789012345678901234567890123456789012345678901234567890123X\"}",
+        "{\"iat\":\"yesterday\"}",
+    };
+    rpc_principal_t p;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        jwt_t *j = NULL;
+        assert_int_equal(jwt_new(&j), 0);
+        jwt_add_grant(j, "role", "viewer");
+        jwt_add_grant(j, "aud", "p2p-admin");
+        jwt_add_grant_int(j, "exp", (long)NOW + 60);
+        assert_int_equal(jwt_add_grants_json(j, bad[i]), 0);
+        assert_int_equal(jwt_set_alg(j, JWT_ALG_HS256, secret, sizeof(secret)), 0);
+        char *t = jwt_encode_str(j);
+        jwt_free(j);
+        assert_int_equal(verify(&auth, t, NOW, &p), -EACCES);
+        free(t);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -328,6 +425,8 @@ int main(void)
         cmocka_unit_test(test_acl_claims),
         cmocka_unit_test(test_acl_mint_rejects),
         cmocka_unit_test(test_acl_malformed_claims),
+        cmocka_unit_test(test_revocation),
+        cmocka_unit_test(test_jti_iat_claims),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

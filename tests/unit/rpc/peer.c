@@ -17,7 +17,8 @@
 #include "rpc/rpc-internal.h"
 
 static const uint8_t secret[32] = "0123456789abcdef0123456789abcdef";
-static const rpc_auth_config_t auth = {secret, sizeof(secret), NULL, 0, "p2p-admin"};
+static const rpc_auth_config_t auth = {
+    .secret = secret, .secret_len = sizeof(secret), .audience = "p2p-admin"};
 
 typedef struct node {
     uint8_t pk[32], sk[64], net[32];

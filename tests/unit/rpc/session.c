@@ -16,7 +16,8 @@
 #define WALL 1800000000ull
 
 static const uint8_t secret[32] = "0123456789abcdef0123456789abcdef";
-static const rpc_auth_config_t auth = {secret, sizeof(secret), NULL, 0, "p2p-admin"};
+static const rpc_auth_config_t auth = {
+    .secret = secret, .secret_len = sizeof(secret), .audience = "p2p-admin"};
 
 typedef struct fx {
     rpc_registry_t *reg;
@@ -486,6 +487,50 @@ static void test_acl_tokens(void **state)
     assert_int_equal(seen.n, 3);
 }
 
+static int revoke_all(void *ctx, const char *jti, const char *sub, uint64_t iat)
+{
+    (void)jti, (void)sub, (void)iat;
+    return *(const bool *)ctx;
+}
+
+/* Revocation reaches a token bound by rpc.auth and a per-call _token already verified (cached).
+ */
+static void test_revoked_token(void **state)
+{
+    fx_t *f = *state;
+    bool revoked = false;
+    rpc_auth_config_t a = auth;
+    a.is_revoked = revoke_all;
+    a.revoked_ctx = &revoked;
+    rpc_session_free(f->s);
+    f->s = rpc_session_new(f->reg, &a, write_cb, f);
+    authenticate(f, "viewer");
+    char *tok = NULL;
+    assert_int_equal(
+        rpc_jwt_mint(secret, sizeof(secret), "viewer", "bob", "p2p-admin", 600, WALL, &tok), 0);
+    const char *kv[] = {"s", "x"}, *tk[] = {"s", "x", "_token", tok};
+    assert_int_equal(call(f, 30, "system.local.test.echo", 1, kv, 0), 0);
+    assert_int_equal(response(f, 30, NULL), 0);
+    assert_int_equal(call(f, 31, "system.local.test.echo", 2, tk, 0), 0);
+    assert_int_equal(response(f, 31, NULL), 0);
+    revoked = true;
+    assert_int_equal(call(f, 32, "system.local.test.echo", 1, kv, 0), 0);
+    assert_int_equal(response(f, 32, NULL), RPC_ERR_UNAUTHENTICATED);
+    assert_int_equal(call(f, 33, "system.local.test.echo", 2, tk, 0), 0);
+    assert_int_equal(response(f, 33, NULL), RPC_ERR_UNAUTHENTICATED);
+    /* the bound principal was dropped: no longer authenticated even once un-revoked */
+    revoked = false;
+    assert_int_equal(call(f, 34, "system.local.test.echo", 1, kv, 0), 0);
+    assert_int_equal(response(f, 34, NULL), RPC_ERR_UNAUTHENTICATED);
+    const char *rk[] = {"token", tok};
+    revoked = true;
+    assert_int_equal(call(f, 35, "rpc.auth", 1, rk, 0), 0);
+    assert_int_equal(response(f, 35, NULL), RPC_ERR_UNAUTHENTICATED);
+    free(tok);
+    rpc_session_free(f->s);
+    f->s = rpc_session_new(f->reg, &auth, write_cb, f); /* teardown frees this one */
+}
+
 typedef struct observed {
     int n;
     char method[64]; /* "(routed)" for NULL */
@@ -583,6 +628,7 @@ int main(void)
         T(test_huge_and_deep),
         T(test_split_input),
         T(test_acl_tokens),
+        T(test_revoked_token),
         T(test_observer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
