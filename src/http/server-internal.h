@@ -25,7 +25,7 @@ typedef struct http_rate_entry {
 } http_rate_entry_t;
 
 typedef struct http_ratelimit {
-    double rate, burst; /* rate 0 = off */
+    double rate, burst;       /* rate 0 = off */
     http_rate_entry_t *slots; /* HTTP_MAX_RATE_ENTRIES, in sets of HTTP_RATE_WAYS */
 } http_ratelimit_t;
 
@@ -81,7 +81,7 @@ typedef struct conn_req {
         size_t name_off, name_len, value_off, value_len;
     } hdr[HTTP_MAX_HEADERS];
     size_t n_hdr;
-    bool in_value; /* the last callback was a header value */
+    bool in_value;     /* the last callback was a header value */
     size_t head_bytes; /* bytes of url + headers seen (limit HTTP_MAX_HEADER_BYTES) */
     p2p_buf_t body;
 } conn_req_t;
@@ -91,13 +91,13 @@ struct http_exchange {
     http_server_t *srv;
     http_request_t req;
     http_header_t headers[HTTP_MAX_HEADERS];
-    char *arena;   /* owns the strings req points to */
-    uint8_t *body; /* owns the body */
+    char *arena;     /* owns the strings req points to */
+    uint8_t *body;   /* owns the body */
     p2p_buf_t extra; /* response headers added by the handler */
     bool keep_alive;
-    bool head;         /* HEAD: no body in the answer */
-    bool close_after;  /* answer with Connection: close and close */
-    char origin[256];  /* an allowed Origin to echo, "" = none */
+    bool head;        /* HEAD: no body in the answer */
+    bool close_after; /* answer with Connection: close and close */
+    char origin[256]; /* an allowed Origin to echo, "" = none */
 };
 
 struct http_conn {
@@ -110,9 +110,9 @@ struct http_conn {
     uint8_t addr[16];     /* peer address, v4 mapped into v6 */
     char ip[INET6_ADDRSTRLEN];
     llhttp_t parser;
-    conn_req_t *req;       /* the request being parsed, NULL between requests */
-    http_exchange_t *x;    /* the exchange in the handler's hands */
-    p2p_buf_t pending;     /* received bytes not parsed yet (input waits for an answer) */
+    conn_req_t *req;    /* the request being parsed, NULL between requests */
+    http_exchange_t *x; /* the exchange in the handler's hands */
+    p2p_buf_t pending;  /* received bytes not parsed yet (input waits for an answer) */
     bool reading;
     bool closing;
     bool close_after_write; /* close once the queued output is written */
@@ -168,6 +168,9 @@ void conn_close(http_conn_t *c, bool graceful);
 
 /* server.c: the request/response state after an answer went out: resumes parsing. */
 void conn_answered(http_conn_t *c, bool close_after);
+
+/* server.c: hands c over to another protocol (ops get its input and its close); returns c. */
+http_conn_t *server_upgrade_conn(http_conn_t *c, const http_upgrade_ops_t *ops, void *ctx);
 
 /* server.c: the cached Date header value for now. */
 const char *server_date(http_server_t *s);

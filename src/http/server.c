@@ -42,8 +42,10 @@ static void conn_closed_cb(uv_handle_t *h)
 {
     http_conn_t *c = h->data;
     http_server_t *s = c->srv;
-    if (c->prev) c->prev->next = c->next;
-    else s->conns = c->next;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     s->n_conns--;
     s->stats.open = s->n_conns;
@@ -79,7 +81,8 @@ static void write_cb(uv_write_t *req, int status)
 {
     write_req_t *w = (write_req_t *)req;
     http_conn_t *c = w->conn;
-    for (unsigned i = 0; i < w->n; i++) free(w->bufs[i].base);
+    for (unsigned i = 0; i < w->n; i++)
+        free(w->bufs[i].base);
     c->queued -= w->len;
     free(w);
     if (c->closing) return;
@@ -138,7 +141,8 @@ static int send_raw(http_conn_t *c, const uv_buf_t *bufs, unsigned n)
     }
     int r = uv_write(&w->req, (uv_stream_t *)&c->tcp, w->bufs, w->n, write_cb);
     if (r < 0) {
-        for (unsigned i = 0; i < w->n; i++) free(w->bufs[i].base);
+        for (unsigned i = 0; i < w->n; i++)
+            free(w->bufs[i].base);
         free(w);
         conn_close(c, false);
         return r;
@@ -147,7 +151,8 @@ static int send_raw(http_conn_t *c, const uv_buf_t *bufs, unsigned n)
     return 0;
 nomem:
     if (w)
-        for (unsigned i = 0; i < w->n; i++) free(w->bufs[i].base);
+        for (unsigned i = 0; i < w->n; i++)
+            free(w->bufs[i].base);
     free(w);
     conn_close(c, false);
     return -ENOMEM;
@@ -327,13 +332,14 @@ static void sweep_cb(uv_timer_t *t)
         s->stats.timeouts++;
         if (c->state == CONN_HEADERS || c->state == CONN_BODY) {
             /* 408 to a request that is too slow; then close */
+            static const char body[] =
+                "{\"error\":{\"code\":-32004,\"message\":\"request not received in time\"}}";
             char msg[256];
-            int n = snprintf(msg, sizeof(msg),
-                             "HTTP/1.1 408 Request Timeout\r\nDate: %s\r\nContent-Type: "
-                             "application/json\r\nContent-Length: 76\r\nConnection: close\r\n\r\n"
-                             "{\"error\":{\"code\":-32004,\"message\":\"request not received in time\"}}"
-                             "        ",
-                             server_date(s));
+            int n =
+                snprintf(msg, sizeof(msg),
+                         "HTTP/1.1 408 Request Timeout\r\nDate: %s\r\nContent-Type: "
+                         "application/json\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                         server_date(s), sizeof(body) - 1, body);
             uv_buf_t b = uv_buf_init(msg, (unsigned)n);
             conn_send(c, &b, 1);
             conn_close(c, true);
@@ -345,8 +351,6 @@ static void sweep_cb(uv_timer_t *t)
 }
 
 /* --- upgraded connections ------------------------------------------------------------------ */
-
-http_conn_t *server_upgrade_conn(http_conn_t *c, const http_upgrade_ops_t *ops, void *ctx);
 
 http_conn_t *server_upgrade_conn(http_conn_t *c, const http_upgrade_ops_t *ops, void *ctx)
 {
@@ -365,7 +369,10 @@ int http_conn_write(http_conn_t *c, const void *buf, size_t len, size_t max_outp
     return conn_send(c, &b, 1);
 }
 
-size_t http_conn_queued(const http_conn_t *c) { return c ? c->queued : 0; }
+size_t http_conn_queued(const http_conn_t *c)
+{
+    return c ? c->queued : 0;
+}
 
 void http_conn_close(http_conn_t *c)
 {
@@ -388,7 +395,8 @@ static void server_maybe_done(http_server_t *s)
     void *arg = s->done_arg;
     http_ratelimit_free(&s->rl);
     http_tls_ctx_free(s->tls);
-    for (size_t i = 0; i < s->n_cors; i++) free(s->cors[i]);
+    for (size_t i = 0; i < s->n_cors; i++)
+        free(s->cors[i]);
     free(s);
     if (cb) cb(arg);
 }
@@ -415,8 +423,8 @@ static int bind_listener(http_server_t *s, const http_config_t *cfg, char *err, 
     return 0;
 }
 
-int http_server_start(uv_loop_t *loop, const http_config_t *cfg, http_handler_fn handler,
-                      void *ctx, http_server_t **out, char *err, size_t errlen)
+int http_server_start(uv_loop_t *loop, const http_config_t *cfg, http_handler_fn handler, void *ctx,
+                      http_server_t **out, char *err, size_t errlen)
 {
     int r;
     if (!cfg->host || !handler || cfg->port < 0 || cfg->port > 65535 ||
@@ -461,14 +469,21 @@ fail_free:
     if (r == -ENOMEM) snprintf(err, errlen, "out of memory");
     http_ratelimit_free(&s->rl);
     http_tls_ctx_free(s->tls);
-    for (size_t i = 0; i < s->n_cors; i++) free(s->cors[i]);
+    for (size_t i = 0; i < s->n_cors; i++)
+        free(s->cors[i]);
     free(s);
     return r;
 }
 
-int http_server_port(const http_server_t *s) { return s->port; }
+int http_server_port(const http_server_t *s)
+{
+    return s->port;
+}
 
-const http_stats_t *http_server_stats(const http_server_t *s) { return &s->stats; }
+const http_stats_t *http_server_stats(const http_server_t *s)
+{
+    return &s->stats;
+}
 
 void http_server_stop(http_server_t *s, void (*done_cb)(void *arg), void *arg)
 {
