@@ -33,6 +33,9 @@
 #ifndef HTTP_MAX_RATE_ENTRIES
 #define HTTP_MAX_RATE_ENTRIES 4096 /* client addresses tracked by the rate limiter (LRU) */
 #endif
+#ifndef HTTP_RATE_WAYS
+#define HTTP_RATE_WAYS 8 /* ways of one set of that table (divides HTTP_MAX_RATE_ENTRIES) */
+#endif
 #ifndef HTTP_DEFAULT_RATE
 #define HTTP_DEFAULT_RATE 100 /* requests per second per client address (HTTP_RATE_LIMIT) */
 #endif
