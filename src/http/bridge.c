@@ -531,6 +531,7 @@ void http_bridge_rpc(http_exchange_t *x, http_api_t *api, const http_caller_t *w
 {
     const http_request_t *r = http_exchange_request(x);
     door_t *d = calloc(1, sizeof(*d));
+    if (d) d->x = x;
     if (!d || !start(api, who->token, who->token ? who->token_len : 0, (const char *)r->body,
                      r->body_len, false, door_done, d, &d->status)) {
         free(d);
