@@ -426,13 +426,13 @@ static void finish(http_bridge_req_t *q)
 static void step(http_bridge_req_t *q)
 {
     uint64_t now = p2p_mono_ms();
-    uint64_t next = rpc_session_periodic(q->sess, now);
+    (void)rpc_session_periodic(q->sess, now); /* TIMEOUT to the calls past their deadline */
     pump(q);
     if (complete(q) || q->api->bridge_stopping) {
         finish(q);
         return;
     }
-    next = rpc_session_periodic(q->sess, now);
+    uint64_t next = rpc_session_periodic(q->sess, now);
     if (!complete(q) && next == UINT64_MAX) /* nothing in flight, yet answers missing */
         fail_rest(q, RPC_ERR_INTERNAL, "no answer from the RPC session");
     if (complete(q)) {

@@ -519,6 +519,69 @@ static void abandon(void **state)
     json_decref(r);
 }
 
+/* A test method answering `size` bytes (a bin), to pass the reply limits. */
+static void blob_cb(rpc_call_t *c, void *ctx)
+{
+    (void)ctx;
+    size_t n = (size_t)rpc_call_int(c, "size");
+    char *b = calloc(1, n ? n : 1);
+    msgpack_pack_bin(rpc_call_packer(c), n);
+    msgpack_pack_bin_body(rpc_call_packer(c), b, n);
+    free(b);
+    rpc_call_reply(c);
+}
+
+static const rpc_param_t blob_params[] = {
+    {.name = "size", .types = RPC_T_INT, .required = true, .description = "bytes"}};
+
+static void reply_limits(void **state)
+{
+    (void)state;
+    static const rpc_method_t m = {.name = "test.blob",
+                                   .description = "bytes",
+                                   .role = RPC_ROLE_VIEWER,
+                                   .params = blob_params,
+                                   .n_params = 1,
+                                   .handler = blob_cb};
+    assert_int_equal(rpc_registry_add(F->node->reg, &m), 0);
+    /* a reply past RPC_MAX_FRAME: that call alone is refused, the next ones answer */
+    char body[512];
+    snprintf(body, sizeof(body),
+             "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"system.local.test.blob\","
+             "\"params\":{\"size\":100}},"
+             "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"system.local.test.blob\","
+             "\"params\":{\"size\":%u}},"
+             "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"system.local.test.blob\","
+             "\"params\":{\"size\":3}}]",
+             RPC_MAX_FRAME + 16);
+    json_t *r = call(F->viewer, body);
+    assert_int_equal(json_array_size(r), 3);
+    assert_non_null(json_object_get(json_array_get(r, 0), "result"));
+    assert_int_equal(err_code(json_array_get(r, 1)), RPC_ERR_RESOURCE_EXHAUSTED);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(r, 1), "id")), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(r, 2), "result")), "AAAA");
+    json_decref(r);
+    /* answers past HTTP_MAX_RPC_RESPONSE together: the element that passes it is refused */
+    unsigned each = HTTP_MAX_RPC_RESPONSE / 4 / 4 * 3; /* a quarter of the limit as base64 */
+    char big[1024];
+    size_t o = 0;
+    big[o++] = '[';
+    for (int i = 0; i < 5; i++)
+        o += (size_t)snprintf(big + o, sizeof(big) - o,
+                              "%s{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"system.local."
+                              "test.blob\",\"params\":{\"size\":%u}}",
+                              i ? "," : "", i, each);
+    big[o++] = ']';
+    big[o] = 0;
+    r = call(F->viewer, big);
+    assert_int_equal(json_array_size(r), 5);
+    int refused = 0;
+    for (size_t i = 0; i < 5; i++)
+        if (err_code(json_array_get(r, i)) == RPC_ERR_RESOURCE_EXHAUSTED) refused++;
+    assert_int_equal(refused, 2); /* 3 quarters fit with the envelopes, the 4th does not */
+    json_decref(r);
+}
+
 /* Another node's method through this node: the registry's router forwards it with the token. */
 static void remote_call(void **state)
 {
@@ -591,7 +654,8 @@ int main(void)
         cmocka_unit_test(batch_limits),     cmocka_unit_test(bad_json),
         cmocka_unit_test(tokens_and_roles), cmocka_unit_test(base64_round_trip),
         cmocka_unit_test(deadline),         cmocka_unit_test(abandon),
-        cmocka_unit_test(remote_call),      cmocka_unit_test(stop_in_flight),
+        cmocka_unit_test(reply_limits),     cmocka_unit_test(remote_call),
+        cmocka_unit_test(stop_in_flight),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
