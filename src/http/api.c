@@ -164,7 +164,11 @@ static json_t *shape_stats(http_api_t *api, json_t *res)
                       "rate_limited", (json_int_t)s->rate_limited, "tls_errors",
                       (json_int_t)s->tls_errors));
     }
+#ifdef HTTP_HAVE_WS_HUB
     json_object_set_new(out, "ws_clients", json_integer((json_int_t)http_ws_clients(api->ws)));
+#else
+    json_object_set_new(out, "ws_clients", json_integer(0));
+#endif
     if (node->peer) {
         rpc_peer_stats_t ps;
         rpc_peer_stats(node->peer, &ps);

@@ -59,6 +59,9 @@
 #ifndef HTTP_MAX_JSONRPC_BATCH
 #define HTTP_MAX_JSONRPC_BATCH 100 /* requests in one JSON-RPC batch; more is one error */
 #endif
+#ifndef HTTP_MAX_RPC_RESPONSE
+#define HTTP_MAX_RPC_RESPONSE (12u * 1024 * 1024) /* JSON of one payload's answers (< MAX_OUTPUT) */
+#endif
 
 /* Metrics (metrics_text.c, metrics.c) */
 #ifndef HTTP_METRIC_MAX_NAME

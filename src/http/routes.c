@@ -317,6 +317,9 @@ void http_api_stop(http_api_t *api, void (*done_cb)(void *arg), void *arg)
 #ifdef HTTP_HAVE_WS_HUB
     http_ws_stop(api);
 #endif
+#ifdef HTTP_HAVE_BRIDGE
+    http_bridge_stop(api); /* after the hub, which abandons its own calls */
+#endif
     http_metrics_stop(api);
 #ifdef HTTP_HAVE_USERS
     http_users_stop(api);
