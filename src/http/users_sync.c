@@ -1,0 +1,848 @@
+/* users_sync.c: replication of users, login sessions and logged-out tokens between nodes, with
+ * no central server (docs/auth.md). Two mechanisms over the peer channel:
+ *   push         a change made here goes within HTTP_SYNC_PUSH_DELAY_MS to up to
+ *                HTTP_SYNC_PUSH_MAX live nodes (node.auth_push); a node that takes a row it did
+ *                not have passes it on to HTTP_SYNC_RELAY_FANOUT more, so a change floods the
+ *                network in a few hops and each node forwards it at most once;
+ *   anti-entropy every HTTP_SYNC_INTERVAL_MS a node sends its bucket digests to one random live
+ *                node (node.auth_sync), which answers with its digests and the rows of the
+ *                buckets that differ; the caller merges them and pushes its own rows of those
+ *                buckets back. This heals lost pushes, partitions and nodes that were down.
+ * Merges are last-writer-wins (users) or monotone (sessions, revoked tokens), so order and
+ * repetition do not matter. The first half of the file is pure (rows, digests, merges on a
+ * database); the second half is the network side. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "http/users-internal.h"
+#include "node/log.h"
+#include "node/router.h"
+#include "rpc/peer.h"
+
+/* One row packed is at most ~400 bytes (names and jtis <= 64, hash < 128, ids, 6 integers); a
+ * full message stays far below the frame limit. */
+_Static_assert(HTTP_SYNC_MAX_ROWS * 512 + HTTP_SYNC_DIGEST_LEN + 1024 < RPC_MAX_FRAME,
+               "a replication message must fit one RPC frame");
+
+/* --- batches ------------------------------------------------------------------------------- */
+
+void users_batch_init(users_batch_t *b)
+{
+    memset(b, 0, sizeof(*b));
+}
+
+void users_batch_free(users_batch_t *b)
+{
+    free(b->users);
+    free(b->fams);
+    free(b->revs);
+    users_batch_init(b);
+}
+
+size_t users_batch_rows(const users_batch_t *b)
+{
+    return b->n_users + b->n_fams + b->n_revs;
+}
+
+/* Room for one more element in an array of n (capacity *cap) elements of size sz. */
+static int room(void **arr, size_t n, size_t *cap, size_t sz)
+{
+    if (n < *cap) return 0;
+    size_t c = *cap ? *cap * 2 : 8;
+    if (c > HTTP_SYNC_MAX_ROWS) c = HTTP_SYNC_MAX_ROWS;
+    void *p = realloc(*arr, c * sz);
+    if (!p) return -ENOMEM;
+    *arr = p;
+    *cap = c;
+    return 0;
+}
+
+#define BATCH_ADD(b, arr, n, cap, row)                                                             \
+    do {                                                                                           \
+        if (users_batch_rows(b) >= HTTP_SYNC_MAX_ROWS) return -ENOSPC;                             \
+        if (room((void **)&(b)->arr, (b)->n, &(b)->cap, sizeof(*(b)->arr)) < 0) return -ENOMEM;    \
+        (b)->arr[(b)->n++] = *(row);                                                               \
+        return 0;                                                                                  \
+    } while (0)
+
+int users_batch_add_user(users_batch_t *b, const http_user_t *u)
+{
+    BATCH_ADD(b, users, n_users, cap_users, u);
+}
+
+int users_batch_add_family(users_batch_t *b, const http_family_t *f)
+{
+    BATCH_ADD(b, fams, n_fams, cap_fams, f);
+}
+
+int users_batch_add_revoked(users_batch_t *b, const http_revoked_t *r)
+{
+    BATCH_ADD(b, revs, n_revs, cap_revs, r);
+}
+
+/* --- the row codec --------------------------------------------------------------------------
+ * user     [name, role ("none" for a tombstone), hash, version, updated_ms, tokens_after,
+ *           disabled, deleted]
+ * session  [id (bin 16), user, counter, token_hash (bin 32), created, expires, revoked]
+ * revoked  [jti, expires] */
+
+static void pack_str(msgpack_packer *pk, const char *s)
+{
+    msgpack_pack_str_with_body(pk, s, strlen(s));
+}
+
+static void pack_bool(msgpack_packer *pk, bool v)
+{
+    v ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+}
+
+void users_sync_pack_rows(msgpack_packer *pk, const users_batch_t *b)
+{
+    pack_str(pk, "users");
+    msgpack_pack_array(pk, b->n_users);
+    for (size_t i = 0; i < b->n_users; i++) {
+        const http_user_t *u = &b->users[i];
+        msgpack_pack_array(pk, 8);
+        pack_str(pk, u->name);
+        pack_str(pk, u->deleted ? "none" : rpc_role_name(u->role));
+        pack_str(pk, u->deleted ? "" : u->hash);
+        msgpack_pack_uint64(pk, u->version);
+        msgpack_pack_uint64(pk, u->updated_ms);
+        msgpack_pack_uint64(pk, u->tokens_after);
+        pack_bool(pk, u->disabled);
+        pack_bool(pk, u->deleted);
+    }
+    pack_str(pk, "families");
+    msgpack_pack_array(pk, b->n_fams);
+    for (size_t i = 0; i < b->n_fams; i++) {
+        const http_family_t *f = &b->fams[i];
+        msgpack_pack_array(pk, 7);
+        msgpack_pack_bin_with_body(pk, f->id, HTTP_FAMILY_ID_LEN);
+        pack_str(pk, f->user);
+        msgpack_pack_uint64(pk, f->counter);
+        msgpack_pack_bin_with_body(pk, f->token_hash, HTTP_TOKEN_HASH_LEN);
+        msgpack_pack_uint64(pk, f->created);
+        msgpack_pack_uint64(pk, f->expires);
+        pack_bool(pk, f->revoked);
+    }
+    pack_str(pk, "revoked");
+    msgpack_pack_array(pk, b->n_revs);
+    for (size_t i = 0; i < b->n_revs; i++) {
+        msgpack_pack_array(pk, 2);
+        pack_str(pk, b->revs[i].jti);
+        msgpack_pack_uint64(pk, b->revs[i].expires);
+    }
+}
+
+/* A string element into out (cap bytes with the NUL): false unless it is a str that fits, with
+ * no NUL inside. */
+static bool get_str(const msgpack_object *o, char *out, size_t cap)
+{
+    if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= cap ||
+        memchr(o->via.str.ptr, 0, o->via.str.size))
+        return false;
+    memcpy(out, o->via.str.ptr, o->via.str.size);
+    out[o->via.str.size] = 0;
+    return true;
+}
+
+static bool get_u64(const msgpack_object *o, uint64_t *v)
+{
+    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 > INT64_MAX) return false;
+    *v = o->via.u64;
+    return true;
+}
+
+static bool get_bool(const msgpack_object *o, bool *v)
+{
+    if (o->type != MSGPACK_OBJECT_BOOLEAN) return false;
+    *v = o->via.boolean;
+    return true;
+}
+
+static bool get_bin(const msgpack_object *o, uint8_t *out, size_t len)
+{
+    if (o->type != MSGPACK_OBJECT_BIN || o->via.bin.size != len) return false;
+    memcpy(out, o->via.bin.ptr, len);
+    return true;
+}
+
+static bool decode_user(const msgpack_object *o, http_user_t *u)
+{
+    char role[16];
+    memset(u, 0, sizeof(*u));
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 8) return false;
+    const msgpack_object *e = o->via.array.ptr;
+    if (!get_str(&e[0], u->name, sizeof(u->name)) || !get_str(&e[1], role, sizeof(role)) ||
+        !get_str(&e[2], u->hash, sizeof(u->hash)) || !get_u64(&e[3], &u->version) ||
+        !get_u64(&e[4], &u->updated_ms) || !get_u64(&e[5], &u->tokens_after) ||
+        !get_bool(&e[6], &u->disabled) || !get_bool(&e[7], &u->deleted))
+        return false;
+    int r = rpc_role_parse(role);
+    if (u->deleted) {
+        u->role = RPC_ROLE_NONE;
+        u->hash[0] = 0;
+        return true;
+    }
+    if (r < 0) return false;
+    u->role = (rpc_role_t)r;
+    return true;
+}
+
+static bool decode_family(const msgpack_object *o, http_family_t *f)
+{
+    memset(f, 0, sizeof(*f));
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 7) return false;
+    const msgpack_object *e = o->via.array.ptr;
+    return get_bin(&e[0], f->id, HTTP_FAMILY_ID_LEN) && get_str(&e[1], f->user, sizeof(f->user)) &&
+           get_u64(&e[2], &f->counter) && get_bin(&e[3], f->token_hash, HTTP_TOKEN_HASH_LEN) &&
+           get_u64(&e[4], &f->created) && get_u64(&e[5], &f->expires) &&
+           get_bool(&e[6], &f->revoked);
+}
+
+static bool decode_revoked(const msgpack_object *o, http_revoked_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 2) return false;
+    const msgpack_object *e = o->via.array.ptr;
+    return get_str(&e[0], r->jti, sizeof(r->jti)) && r->jti[0] && get_u64(&e[1], &r->expires) &&
+           r->expires > 0;
+}
+
+/* --- merging ------------------------------------------------------------------------------- */
+
+static size_t arr_size(const msgpack_object *a)
+{
+    return a ? a->via.array.size : 0;
+}
+
+/* Counts one merge result; returns -EIO to stop, else 0 (and *taken for a row taken). */
+static int count(int r, users_sync_stats_t *st, bool *taken)
+{
+    *taken = r == 1;
+    if (r == -EIO) return -EIO;
+    if (r == 1)
+        st->taken++;
+    else if (r == 0)
+        st->stale++;
+    else
+        st->rejected++;
+    return 0;
+}
+
+int users_sync_apply(http_users_db_t *db, const msgpack_object *users, const msgpack_object *fams,
+                     const msgpack_object *revs, uint64_t now_s, users_batch_t *news,
+                     users_sync_stats_t *st)
+{
+    users_sync_stats_t local = {0};
+    if (!st) st = &local;
+    const msgpack_object *arrs[3] = {users, fams, revs};
+    for (int i = 0; i < 3; i++)
+        if (arrs[i] && arrs[i]->type != MSGPACK_OBJECT_ARRAY) return -EINVAL;
+    if (arr_size(users) + arr_size(fams) + arr_size(revs) > HTTP_SYNC_MAX_ROWS) return -E2BIG;
+    uint64_t before = st->taken;
+    bool taken;
+    for (size_t i = 0; i < arr_size(users); i++) {
+        http_user_t u;
+        int r = decode_user(&users->via.array.ptr[i], &u) ? http_user_merge(db, &u) : -EINVAL;
+        if (count(r, st, &taken) < 0) return -EIO;
+        if (taken && news) users_batch_add_user(news, &u);
+    }
+    for (size_t i = 0; i < arr_size(fams); i++) {
+        http_family_t f;
+        int r = decode_family(&fams->via.array.ptr[i], &f) ? http_family_merge(db, &f, now_s)
+                                                           : -EINVAL;
+        if (count(r, st, &taken) < 0) return -EIO;
+        if (taken && news && http_family_get(db, f.id, &f) == 0) users_batch_add_family(news, &f);
+    }
+    for (size_t i = 0; i < arr_size(revs); i++) {
+        http_revoked_t v;
+        int r = -EINVAL;
+        if (decode_revoked(&revs->via.array.ptr[i], &v))
+            r = v.expires < now_s ? 0 : http_revoked_add(db, v.jti, v.expires);
+        if (count(r, st, &taken) < 0) return -EIO;
+        if (taken && news) users_batch_add_revoked(news, &v);
+    }
+    return (int)(st->taken - before);
+}
+
+/* --- digests ------------------------------------------------------------------------------- */
+
+typedef struct digest_ctx {
+    crypto_generichash_state *st; /* HTTP_SYNC_KINDS * HTTP_SYNC_BUCKETS */
+    bool *used;
+} digest_ctx_t;
+
+static crypto_generichash_state *bucket_state(digest_ctx_t *c, int kind, unsigned bucket)
+{
+    size_t i = (size_t)kind * HTTP_SYNC_BUCKETS + bucket;
+    if (!c->used[i]) {
+        crypto_generichash_init(&c->st[i], NULL, 0, HTTP_SYNC_HASH_LEN);
+        c->used[i] = true;
+    }
+    return &c->st[i];
+}
+
+static void h_str(crypto_generichash_state *s, const char *str)
+{
+    uint8_t n = (uint8_t)strlen(str); /* every string of a row is shorter than 256 */
+    crypto_generichash_update(s, &n, 1);
+    crypto_generichash_update(s, (const uint8_t *)str, n);
+}
+
+static void h_u64(crypto_generichash_state *s, uint64_t v)
+{
+    uint8_t b[8];
+    p2p_put_be64(b, v);
+    crypto_generichash_update(s, b, 8);
+}
+
+static void h_flag(crypto_generichash_state *s, bool v)
+{
+    uint8_t b = v;
+    crypto_generichash_update(s, &b, 1);
+}
+
+static void digest_user(void *arg, const http_user_t *u)
+{
+    crypto_generichash_state *s =
+        bucket_state(arg, USERS_K_USER, http_sync_bucket(u->name, strlen(u->name)));
+    h_str(s, u->name);
+    h_str(s, u->deleted ? "none" : rpc_role_name(u->role));
+    h_str(s, u->deleted ? "" : u->hash);
+    h_u64(s, u->version);
+    h_u64(s, u->updated_ms);
+    h_u64(s, u->tokens_after);
+    h_flag(s, u->disabled);
+    h_flag(s, u->deleted);
+}
+
+static void digest_family(void *arg, const http_family_t *f)
+{
+    crypto_generichash_state *s =
+        bucket_state(arg, USERS_K_FAMILY, http_sync_bucket(f->id, HTTP_FAMILY_ID_LEN));
+    crypto_generichash_update(s, f->id, HTTP_FAMILY_ID_LEN);
+    h_str(s, f->user);
+    h_u64(s, f->counter);
+    crypto_generichash_update(s, f->token_hash, HTTP_TOKEN_HASH_LEN);
+    h_u64(s, f->created);
+    h_u64(s, f->expires);
+    h_flag(s, f->revoked);
+}
+
+static void digest_revoked(void *arg, const http_revoked_t *r)
+{
+    crypto_generichash_state *s =
+        bucket_state(arg, USERS_K_REVOKED, http_sync_bucket(r->jti, strlen(r->jti)));
+    h_str(s, r->jti);
+    h_u64(s, r->expires);
+}
+
+int users_sync_digest(http_users_db_t *db, uint8_t out[HTTP_SYNC_DIGEST_LEN])
+{
+    enum { N = HTTP_SYNC_KINDS * HTTP_SYNC_BUCKETS };
+    digest_ctx_t c = {malloc(N * sizeof(*c.st)), calloc(N, sizeof(bool))};
+    int rc = -ENOMEM;
+    if (!c.st || !c.used) goto done;
+    rc = -EIO;
+    if (http_user_foreach(db, true, -1, digest_user, &c) < 0 ||
+        http_family_foreach(db, -1, digest_family, &c) < 0 ||
+        http_revoked_foreach(db, -1, digest_revoked, &c) < 0)
+        goto done;
+    memset(out, 0, HTTP_SYNC_DIGEST_LEN);
+    for (size_t i = 0; i < N; i++)
+        if (c.used[i])
+            crypto_generichash_final(&c.st[i], out + i * HTTP_SYNC_HASH_LEN, HTTP_SYNC_HASH_LEN);
+    rc = 0;
+done:
+    free(c.st);
+    free(c.used);
+    return rc;
+}
+
+int users_sync_diff(const uint8_t a[HTTP_SYNC_DIGEST_LEN], const uint8_t b[HTTP_SYNC_DIGEST_LEN],
+                    bool diff[HTTP_SYNC_KINDS * HTTP_SYNC_BUCKETS])
+{
+    int n = 0;
+    for (size_t i = 0; i < HTTP_SYNC_KINDS * HTTP_SYNC_BUCKETS; i++) {
+        diff[i] = memcmp(a + i * HTTP_SYNC_HASH_LEN, b + i * HTTP_SYNC_HASH_LEN,
+                         HTTP_SYNC_HASH_LEN) != 0;
+        n += diff[i];
+    }
+    return n;
+}
+
+/* --- collecting rows of differing buckets -------------------------------------------------- */
+
+typedef struct collect_ctx {
+    users_batch_t *b;
+    uint8_t from[16]; /* pass 0 takes keys >= from, pass 1 the keys below */
+    int pass;
+    int added;
+    bool full;
+} collect_ctx_t;
+
+/* Byte-wise order of a key against the 16-byte start (a shorter prefix sorts first). */
+static bool key_in_pass(const collect_ctx_t *c, const void *key, size_t len)
+{
+    size_t n = len < 16 ? len : 16;
+    int r = memcmp(key, c->from, n);
+    bool ge = r > 0 || (r == 0 && len >= 16);
+    return c->pass == 0 ? ge : !ge;
+}
+
+static void took(collect_ctx_t *c, int r)
+{
+    if (r == 0)
+        c->added++;
+    else
+        c->full = true;
+}
+
+static void collect_user(void *arg, const http_user_t *u)
+{
+    collect_ctx_t *c = arg;
+    if (!c->full && key_in_pass(c, u->name, strlen(u->name))) took(c, users_batch_add_user(c->b, u));
+}
+
+static void collect_family(void *arg, const http_family_t *f)
+{
+    collect_ctx_t *c = arg;
+    if (!c->full && key_in_pass(c, f->id, HTTP_FAMILY_ID_LEN))
+        took(c, users_batch_add_family(c->b, f));
+}
+
+static void collect_revoked(void *arg, const http_revoked_t *r)
+{
+    collect_ctx_t *c = arg;
+    if (!c->full && key_in_pass(c, r->jti, strlen(r->jti)))
+        took(c, users_batch_add_revoked(c->b, r));
+}
+
+int users_sync_collect(http_users_db_t *db, const bool diff[HTTP_SYNC_KINDS * HTTP_SYNC_BUCKETS],
+                       uint32_t seed, users_batch_t *b)
+{
+    static const int order[HTTP_SYNC_KINDS] = {USERS_K_USER, USERS_K_REVOKED, USERS_K_FAMILY};
+    collect_ctx_t c = {.b = b};
+    for (int k = 0; k < HTTP_SYNC_KINDS && !c.full; k++) {
+        int kind = order[k];
+        for (unsigned j = 0; j < HTTP_SYNC_BUCKETS && !c.full; j++) {
+            unsigned bucket = (seed + j) % HTTP_SYNC_BUCKETS;
+            if (!diff[kind * HTTP_SYNC_BUCKETS + bucket]) continue;
+            uint8_t in[12];
+            p2p_put_be64(in, seed);
+            in[8] = (uint8_t)kind, in[9] = (uint8_t)bucket, in[10] = in[11] = 0;
+            crypto_generichash(c.from, sizeof(c.from), in, sizeof(in), NULL, 0);
+            for (c.pass = 0; c.pass < 2 && !c.full; c.pass++) {
+                int r = kind == USERS_K_USER
+                            ? http_user_foreach(db, true, (int)bucket, collect_user, &c)
+                        : kind == USERS_K_FAMILY
+                            ? http_family_foreach(db, (int)bucket, collect_family, &c)
+                            : http_revoked_foreach(db, (int)bucket, collect_revoked, &c);
+                if (r < 0) return r;
+            }
+        }
+    }
+    return c.added;
+}
+
+/* --- the network side ---------------------------------------------------------------------- */
+
+typedef struct sync_op {
+    node_t *node;
+    http_users_t *owner;
+    router_target_t t;
+    uint8_t digest[HTTP_SYNC_DIGEST_LEN]; /* ours when an anti-entropy round started */
+} sync_op_t;
+
+/* The live members other than this node, into a malloc'd *out (freed by the caller, also when
+ * the count is 0). */
+static int live_targets(node_t *node, router_target_t **out)
+{
+    *out = NULL;
+    if (!node->members || !node->peer) return 0;
+    int n = router_resolve(node, "*", 1, out);
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if ((*out)[i].up && memcmp((*out)[i].pk, node->public_key, DHT_PK_LEN) != 0)
+            (*out)[m++] = (*out)[i];
+    return m;
+}
+
+/* Moves k random targets of t[0..n) to its front (partial Fisher-Yates). */
+static void pick(router_target_t *t, int n, int k)
+{
+    for (int i = 0; i < k && i < n - 1; i++) {
+        int j = i + (int)randombytes_uniform((uint32_t)(n - i));
+        router_target_t tmp = t[i];
+        t[i] = t[j];
+        t[j] = tmp;
+    }
+}
+
+/* Packs [ {"digest"?: bin, "users", "families", "revoked"?} ] and unpacks it into *up. */
+static void build_params(msgpack_sbuffer *sb, msgpack_unpacked *up, const users_batch_t *b,
+                         const uint8_t *digest)
+{
+    msgpack_packer pk;
+    msgpack_sbuffer_init(sb);
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_map(&pk, (b ? 3 : 0) + (digest ? 1 : 0));
+    if (digest) {
+        pack_str(&pk, "digest");
+        msgpack_pack_bin_with_body(&pk, digest, HTTP_SYNC_DIGEST_LEN);
+    }
+    if (b) users_sync_pack_rows(&pk, b);
+    msgpack_unpacked_init(up);
+    size_t off = 0;
+    msgpack_unpack_next(up, sb->data, sb->size, &off);
+}
+
+static int call_peer(http_users_t *u, const router_target_t *t, const char *method,
+                     const msgpack_object *params, rpc_peer_reply_cb cb, const uint8_t *digest)
+{
+    if (u->inflight >= HTTP_SYNC_MAX_INFLIGHT || !u->node->peer) return -ENOBUFS;
+    sync_op_t *op = malloc(sizeof(*op));
+    if (!op) return -ENOMEM;
+    op->node = u->node;
+    op->owner = u;
+    op->t = *t;
+    if (digest) memcpy(op->digest, digest, HTTP_SYNC_DIGEST_LEN);
+    int r = rpc_peer_call(u->node->peer, t->pk, (const struct sockaddr *)&t->addr, method, params,
+                          HTTP_SYNC_TIMEOUT_MS, cb, op);
+    if (r < 0) {
+        free(op);
+        u->sync_errors++;
+        return r;
+    }
+    u->inflight++;
+    return 0;
+}
+
+/* The part an answered call belongs to, when it still runs; frees nothing. */
+static http_users_t *op_owner(sync_op_t *op)
+{
+    http_users_t *u = users_of(op->node);
+    if (!u || u != op->owner) return NULL;
+    u->inflight--;
+    return u->stopping ? NULL : u;
+}
+
+static void push_reply(void *arg, int status, const msgpack_object *err,
+                       const msgpack_object *res)
+{
+    (void)res;
+    sync_op_t *op = arg;
+    http_users_t *u = op_owner(op);
+    if (u && (status != 0 || (err && err->type != MSGPACK_OBJECT_NIL))) u->sync_errors++;
+    free(op);
+}
+
+static void push_to(http_users_t *u, const users_batch_t *b, router_target_t *t, int n)
+{
+    msgpack_sbuffer sb;
+    msgpack_unpacked up;
+    build_params(&sb, &up, b, NULL);
+    for (int i = 0; i < n; i++)
+        if (call_peer(u, &t[i], "system.local.node.auth_push", &up.data, push_reply, NULL) == 0)
+            u->pushes_sent++;
+    msgpack_unpacked_destroy(&up);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* Pushes b to up to max live nodes, then empties it. */
+static void push_batch(http_users_t *u, users_batch_t *b, int max)
+{
+    if (!users_batch_rows(b)) return;
+    router_target_t *t;
+    int n = live_targets(u->node, &t);
+    if (n > 0) {
+        pick(t, n, max);
+        push_to(u, b, t, n < max ? n : max);
+    }
+    free(t);
+    users_batch_free(b);
+}
+
+void users_sync_flush(http_users_t *u)
+{
+    if (u->push_armed) {
+        uv_timer_stop(&u->push_timer);
+        u->push_armed = false;
+    }
+    push_batch(u, &u->out_local, HTTP_SYNC_PUSH_MAX);
+    push_batch(u, &u->out_relay, HTTP_SYNC_RELAY_FANOUT);
+}
+
+static void push_timer_cb(uv_timer_t *t)
+{
+    http_users_t *u = t->data;
+    u->push_armed = false;
+    if (!u->stopping) users_sync_flush(u);
+}
+
+/* A row changed our database: the view follows, and the row is queued in b. */
+static void queued(http_users_t *u, users_batch_t *b)
+{
+    u->digest_dirty = true;
+    if (u->stopping) return;
+    if (users_batch_rows(b) >= HTTP_SYNC_MAX_ROWS) {
+        users_sync_flush(u);
+        return;
+    }
+    if (!u->push_armed) {
+        uv_timer_start(&u->push_timer, push_timer_cb, HTTP_SYNC_PUSH_DELAY_MS, 0);
+        u->push_armed = true;
+    }
+}
+
+#define QUEUE(u, b, add, row)                                                                      \
+    do {                                                                                           \
+        if (add(b, row) == -ENOSPC) {                                                              \
+            users_sync_flush(u);                                                                   \
+            add(b, row);                                                                           \
+        }                                                                                          \
+        queued(u, b);                                                                              \
+    } while (0)
+
+static void note_user(http_users_t *u, const http_user_t *row, bool relay)
+{
+    users_view_put_user(u->view, row);
+    QUEUE(u, relay ? &u->out_relay : &u->out_local, users_batch_add_user, row);
+}
+
+static void note_family(http_users_t *u, const http_family_t *row, bool relay)
+{
+    QUEUE(u, relay ? &u->out_relay : &u->out_local, users_batch_add_family, row);
+}
+
+static void note_revoked(http_users_t *u, const http_revoked_t *row, bool relay)
+{
+    users_view_add_revoked(u->view, row->jti, row->expires);
+    QUEUE(u, relay ? &u->out_relay : &u->out_local, users_batch_add_revoked, row);
+}
+
+void users_sync_changed_user(http_users_t *u, const http_user_t *row)
+{
+    note_user(u, row, false);
+}
+
+void users_sync_changed_family(http_users_t *u, const http_family_t *row)
+{
+    note_family(u, row, false);
+}
+
+void users_sync_changed_revoked(http_users_t *u, const http_revoked_t *row)
+{
+    note_revoked(u, row, false);
+}
+
+/* Merges rows a peer sent; what was news here goes to the view and on to other nodes. */
+static int take_rows(http_users_t *u, const msgpack_object *users, const msgpack_object *fams,
+                     const msgpack_object *revs)
+{
+    users_batch_t news;
+    users_batch_init(&news);
+    int r = users_sync_apply(u->db, users, fams, revs, p2p_wall_ms() / 1000, &news, &u->sync_in);
+    for (size_t i = 0; i < news.n_users; i++)
+        note_user(u, &news.users[i], true);
+    for (size_t i = 0; i < news.n_fams; i++)
+        note_family(u, &news.fams[i], true);
+    for (size_t i = 0; i < news.n_revs; i++)
+        note_revoked(u, &news.revs[i], true);
+    if (r > 0 && node_log_enabled(u->node->log, NODE_LOG_DEBUG)) {
+        char n[16];
+        snprintf(n, sizeof(n), "%d", r);
+        node_log(u->node->log, NODE_LOG_DEBUG, "auth rows merged", "#rows", n, NULL);
+    }
+    users_batch_free(&news);
+    return r;
+}
+
+static int fresh_digest(http_users_t *u)
+{
+    if (!u->digest_dirty) return 0;
+    int r = users_sync_digest(u->db, u->digest);
+    if (r == 0) u->digest_dirty = false;
+    return r;
+}
+
+static const msgpack_object *map_get(const msgpack_object *m, const char *key)
+{
+    size_t n = strlen(key);
+    for (uint32_t i = 0; i < m->via.map.size; i++) {
+        const msgpack_object *k = &m->via.map.ptr[i].key;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
+            memcmp(k->via.str.ptr, key, n) == 0)
+            return &m->via.map.ptr[i].val;
+    }
+    return NULL;
+}
+
+static void sync_reply(void *arg, int status, const msgpack_object *err,
+                       const msgpack_object *res)
+{
+    sync_op_t *op = arg;
+    http_users_t *u = op_owner(op);
+    const msgpack_object *d = res && res->type == MSGPACK_OBJECT_MAP ? map_get(res, "digest") : NULL;
+    bool ok = status == 0 && (!err || err->type == MSGPACK_OBJECT_NIL) && d &&
+              d->type == MSGPACK_OBJECT_BIN && d->via.bin.size == HTTP_SYNC_DIGEST_LEN;
+    if (u && !ok) u->sync_errors++;
+    if (!u || !ok) {
+        free(op);
+        return;
+    }
+    if (take_rows(u, map_get(res, "users"), map_get(res, "families"), map_get(res, "revoked")) <
+        0)
+        u->sync_errors++;
+    bool diff[HTTP_SYNC_KINDS * HTTP_SYNC_BUCKETS];
+    if (users_sync_diff(op->digest, (const uint8_t *)d->via.bin.ptr, diff) > 0) {
+        users_batch_t b;
+        users_batch_init(&b);
+        if (users_sync_collect(u->db, diff, randombytes_random(), &b) > 0) push_to(u, &b, &op->t, 1);
+        users_batch_free(&b);
+    }
+    free(op);
+}
+
+void users_sync_round(http_users_t *u)
+{
+    if (u->stopping || u->inflight >= HTTP_SYNC_MAX_INFLIGHT || fresh_digest(u) < 0) return;
+    router_target_t *t;
+    int n = live_targets(u->node, &t);
+    if (n > 0) {
+        pick(t, n, 1);
+        msgpack_sbuffer sb;
+        msgpack_unpacked up;
+        build_params(&sb, &up, NULL, u->digest);
+        if (call_peer(u, &t[0], "system.local.node.auth_sync", &up.data, sync_reply, u->digest) ==
+            0)
+            u->syncs_sent++;
+        msgpack_unpacked_destroy(&up);
+        msgpack_sbuffer_destroy(&sb);
+    }
+    free(t);
+}
+
+/* --- the methods --------------------------------------------------------------------------- */
+
+/* These methods carry password hashes and sessions: only nodes of the network may call them,
+ * over the peer channel without a token (a user's token, even an admin's, is refused). */
+static http_users_t *peer_only(rpc_call_t *call, node_t *node)
+{
+    if (rpc_call_role(call) != RPC_ROLE_NONE || rpc_call_token(call)[0]) {
+        rpc_call_error(call, RPC_ERR_PERMISSION_DENIED, "node-to-node method (peer channel only)");
+        return NULL;
+    }
+    http_users_t *u = users_of(node);
+    if (!u || u->stopping) {
+        rpc_call_error(call, RPC_ERR_UNAVAILABLE, "the users part does not run on this node");
+        return NULL;
+    }
+    return u;
+}
+
+static void auth_push_cb(rpc_call_t *call, void *ctx)
+{
+    http_users_t *u = peer_only(call, ctx);
+    if (!u) return;
+    int r = take_rows(u, rpc_call_arg(call, "users"), rpc_call_arg(call, "families"),
+                      rpc_call_arg(call, "revoked"));
+    if (r == -E2BIG) {
+        rpc_call_error(call, RPC_ERR_RESOURCE_EXHAUSTED, "more than %d rows",
+                       HTTP_SYNC_MAX_ROWS);
+        return;
+    }
+    if (r < 0) {
+        rpc_call_error(call, RPC_ERR_INTERNAL, "database error");
+        return;
+    }
+    msgpack_packer *pk = rpc_call_packer(call);
+    msgpack_pack_map(pk, 1);
+    pack_str(pk, "taken");
+    msgpack_pack_int(pk, r);
+    rpc_call_reply(call);
+}
+
+static void auth_sync_cb(rpc_call_t *call, void *ctx)
+{
+    http_users_t *u = peer_only(call, ctx);
+    if (!u) return;
+    size_t len;
+    const uint8_t *theirs = (const uint8_t *)rpc_call_str(call, "digest", &len);
+    bool diff[HTTP_SYNC_KINDS * HTTP_SYNC_BUCKETS];
+    users_batch_t b;
+    users_batch_init(&b);
+    if (len != HTTP_SYNC_DIGEST_LEN || fresh_digest(u) < 0) {
+        rpc_call_error(call, RPC_ERR_INTERNAL, "database error");
+        return;
+    }
+    if (users_sync_diff(u->digest, theirs, diff) > 0 &&
+        users_sync_collect(u->db, diff, randombytes_random(), &b) < 0) {
+        users_batch_free(&b);
+        rpc_call_error(call, RPC_ERR_INTERNAL, "database error");
+        return;
+    }
+    msgpack_packer *pk = rpc_call_packer(call);
+    msgpack_pack_map(pk, 4);
+    pack_str(pk, "digest");
+    msgpack_pack_bin_with_body(pk, u->digest, HTTP_SYNC_DIGEST_LEN);
+    users_sync_pack_rows(pk, &b);
+    users_batch_free(&b);
+    rpc_call_reply(call);
+}
+
+#define ROWS_PARAM(n, what)                                                                        \
+    {.name = n,                                                                                    \
+     .types = RPC_T_ARRAY,                                                                         \
+     .range = true,                                                                                \
+     .min = 0,                                                                                     \
+     .max = HTTP_SYNC_MAX_ROWS,                                                                    \
+     .description = what " rows (docs/auth.md)"}
+
+static const rpc_param_t push_params[] = {
+    ROWS_PARAM("users", "user"),
+    ROWS_PARAM("families", "login session"),
+    ROWS_PARAM("revoked", "logged-out token"),
+};
+
+static const rpc_param_t sync_params[] = {
+    {.name = "digest",
+     .types = RPC_T_BYTES,
+     .required = true,
+     .range = true,
+     .min = HTTP_SYNC_DIGEST_LEN,
+     .max = HTTP_SYNC_DIGEST_LEN,
+     .description = "the caller's bucket digests of users, sessions and revoked tokens"},
+};
+
+int users_sync_register(node_t *node)
+{
+    const rpc_method_t methods[] = {
+        {.name = "node.auth_push",
+         .description = "Node-to-node: user, session and logged-out token rows to merge.",
+         .role = RPC_ROLE_ADMIN,
+         .params = push_params,
+         .n_params = P2P_ARRAY_LEN(push_params),
+         .handler = auth_push_cb,
+         .ctx = node,
+         .network = true},
+        {.name = "node.auth_sync",
+         .description = "Node-to-node: bucket digests in; digests and rows of differing "
+                        "buckets out.",
+         .role = RPC_ROLE_ADMIN,
+         .params = sync_params,
+         .n_params = P2P_ARRAY_LEN(sync_params),
+         .handler = auth_sync_cb,
+         .ctx = node,
+         .network = true},
+    };
+    for (size_t i = 0; i < P2P_ARRAY_LEN(methods); i++) {
+        int r = rpc_registry_add(node->reg, &methods[i]);
+        if (r < 0 && r != -EEXIST) return r;
+    }
+    return 0;
+}
