@@ -176,7 +176,8 @@ void users_answer_pair(http_users_t *u, http_exchange_t *x, const char *user, rp
                        const char *refresh, const http_family_t *f, uint64_t now_s);
 
 /* Parses a JSON object body of at most HTTP_AUTH_MAX_BODY bytes (an empty body gives an empty
- * object when empty_ok). Returns the object (caller decrefs) or NULL after answering x (400/413). */
+ * object when empty_ok). Returns the object (caller decrefs) or NULL after answering x (400/413).
+ */
 json_t *users_body_object(http_exchange_t *x, bool empty_ok);
 
 /* users_sync.c: queue our own change, or a change heard from a peer, for pushing (the push timer

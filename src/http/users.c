@@ -66,11 +66,10 @@ void users_answer_pair(http_users_t *u, http_exchange_t *x, const char *user, rp
         http_respond_error(x, 500, RPC_ERR_INTERNAL, "cannot mint a token", NULL);
         return;
     }
-    json_t *j = json_pack("{s:s,s:s,s:s,s:I,s:I,s:s}", "access_token", access, "refresh_token",
-                          refresh, "token_type", "Bearer", "expires_in", (json_int_t)ttl,
-                          "refresh_expires_in",
-                          (json_int_t)(f->expires > now_s ? f->expires - now_s : 0), "role",
-                          rpc_role_name(role));
+    json_t *j = json_pack(
+        "{s:s,s:s,s:s,s:I,s:I,s:s}", "access_token", access, "refresh_token", refresh, "token_type",
+        "Bearer", "expires_in", (json_int_t)ttl, "refresh_expires_in",
+        (json_int_t)(f->expires > now_s ? f->expires - now_s : 0), "role", rpc_role_name(role));
     char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     sodium_memzero(access, strlen(access));
@@ -95,12 +94,18 @@ static json_t *str_member(http_exchange_t *x, json_t *obj, const char *name, boo
 static const char *refresh_why(int outcome)
 {
     switch (outcome) {
-    case HTTP_REFRESH_INVALID: return "not a refresh token of this network";
-    case HTTP_REFRESH_UNKNOWN: return "unknown session";
-    case HTTP_REFRESH_EXPIRED: return "session expired";
-    case HTTP_REFRESH_REVOKED: return "session revoked";
-    case HTTP_REFRESH_REUSED: return "refresh token already used: the session is revoked";
-    default: return "bad refresh token";
+    case HTTP_REFRESH_INVALID:
+        return "not a refresh token of this network";
+    case HTTP_REFRESH_UNKNOWN:
+        return "unknown session";
+    case HTTP_REFRESH_EXPIRED:
+        return "session expired";
+    case HTTP_REFRESH_REVOKED:
+        return "session revoked";
+    case HTTP_REFRESH_REUSED:
+        return "refresh token already used: the session is revoked";
+    default:
+        return "bad refresh token";
     }
 }
 
@@ -229,8 +234,8 @@ void http_users_logout(http_exchange_t *x, http_api_t *api, const http_caller_t 
     int access = 0, session = 0;
     if (who->token && (access = logout_access(u, x, who, now_s)) < 0) goto done;
     if (t && (session = logout_session(u, x, t)) < 0) goto done;
-    json_t *res = json_pack("{s:b,s:b}", "access_token_revoked", access > 0, "session_revoked",
-                            session > 0);
+    json_t *res =
+        json_pack("{s:b,s:b}", "access_token_revoked", access > 0, "session_revoked", session > 0);
     char *text = res ? json_dumps(res, JSON_COMPACT) : NULL;
     json_decref(res);
     no_store(x);

@@ -252,8 +252,8 @@ int users_sync_apply(http_users_db_t *db, const msgpack_object *users, const msg
     }
     for (size_t i = 0; i < arr_size(fams); i++) {
         http_family_t f;
-        int r = decode_family(&fams->via.array.ptr[i], &f) ? http_family_merge(db, &f, now_s)
-                                                           : -EINVAL;
+        int r =
+            decode_family(&fams->via.array.ptr[i], &f) ? http_family_merge(db, &f, now_s) : -EINVAL;
         if (count(r, st, &taken) < 0) return -EIO;
         if (taken && news && http_family_get(db, f.id, &f) == 0) users_batch_add_family(news, &f);
     }
@@ -367,30 +367,32 @@ int users_sync_diff(const uint8_t a[HTTP_SYNC_DIGEST_LEN], const uint8_t b[HTTP_
 {
     int n = 0;
     for (size_t i = 0; i < HTTP_SYNC_KINDS * HTTP_SYNC_BUCKETS; i++) {
-        diff[i] = memcmp(a + i * HTTP_SYNC_HASH_LEN, b + i * HTTP_SYNC_HASH_LEN,
-                         HTTP_SYNC_HASH_LEN) != 0;
+        diff[i] =
+            memcmp(a + i * HTTP_SYNC_HASH_LEN, b + i * HTTP_SYNC_HASH_LEN, HTTP_SYNC_HASH_LEN) != 0;
         n += diff[i];
     }
     return n;
 }
 
-/* --- collecting rows of differing buckets -------------------------------------------------- */
+/* --- collecting rows of differing buckets --------------------------------------------------
+ * Within a bucket, rows are taken from a row number chosen by the seed, wrapping around: a
+ * bucket too big for one message is covered by successive rounds whatever its keys look like. */
 
 typedef struct collect_ctx {
     users_batch_t *b;
-    uint8_t from[16]; /* pass 0 takes keys >= from, pass 1 the keys below */
-    int pass;
+    size_t skip; /* pass 1 takes rows numbered >= skip, pass 2 the rows before */
+    size_t row;  /* number of the current row in its bucket */
+    int pass;    /* 0 counts the bucket's rows */
     int added;
     bool full;
 } collect_ctx_t;
 
-/* Byte-wise order of a key against the 16-byte start (a shorter prefix sorts first). */
-static bool key_in_pass(const collect_ctx_t *c, const void *key, size_t len)
+/* True when the current row belongs to this pass (and counts it). */
+static bool in_pass(collect_ctx_t *c)
 {
-    size_t n = len < 16 ? len : 16;
-    int r = memcmp(key, c->from, n);
-    bool ge = r > 0 || (r == 0 && len >= 16);
-    return c->pass == 0 ? ge : !ge;
+    size_t i = c->row++;
+    if (c->pass == 0 || c->full) return false;
+    return c->pass == 1 ? i >= c->skip : i < c->skip;
 }
 
 static void took(collect_ctx_t *c, int r)
@@ -404,21 +406,27 @@ static void took(collect_ctx_t *c, int r)
 static void collect_user(void *arg, const http_user_t *u)
 {
     collect_ctx_t *c = arg;
-    if (!c->full && key_in_pass(c, u->name, strlen(u->name))) took(c, users_batch_add_user(c->b, u));
+    if (in_pass(c)) took(c, users_batch_add_user(c->b, u));
 }
 
 static void collect_family(void *arg, const http_family_t *f)
 {
     collect_ctx_t *c = arg;
-    if (!c->full && key_in_pass(c, f->id, HTTP_FAMILY_ID_LEN))
-        took(c, users_batch_add_family(c->b, f));
+    if (in_pass(c)) took(c, users_batch_add_family(c->b, f));
 }
 
 static void collect_revoked(void *arg, const http_revoked_t *r)
 {
     collect_ctx_t *c = arg;
-    if (!c->full && key_in_pass(c, r->jti, strlen(r->jti)))
-        took(c, users_batch_add_revoked(c->b, r));
+    if (in_pass(c)) took(c, users_batch_add_revoked(c->b, r));
+}
+
+static int bucket_pass(http_users_db_t *db, int kind, unsigned bucket, collect_ctx_t *c)
+{
+    c->row = 0;
+    return kind == USERS_K_USER     ? http_user_foreach(db, true, (int)bucket, collect_user, c)
+           : kind == USERS_K_FAMILY ? http_family_foreach(db, (int)bucket, collect_family, c)
+                                    : http_revoked_foreach(db, (int)bucket, collect_revoked, c);
 }
 
 int users_sync_collect(http_users_db_t *db, const bool diff[HTTP_SYNC_KINDS * HTTP_SYNC_BUCKETS],
@@ -431,18 +439,13 @@ int users_sync_collect(http_users_db_t *db, const bool diff[HTTP_SYNC_KINDS * HT
         for (unsigned j = 0; j < HTTP_SYNC_BUCKETS && !c.full; j++) {
             unsigned bucket = (seed + j) % HTTP_SYNC_BUCKETS;
             if (!diff[kind * HTTP_SYNC_BUCKETS + bucket]) continue;
-            uint8_t in[12];
-            p2p_put_be64(in, seed);
-            in[8] = (uint8_t)kind, in[9] = (uint8_t)bucket, in[10] = in[11] = 0;
-            crypto_generichash(c.from, sizeof(c.from), in, sizeof(in), NULL, 0);
-            for (c.pass = 0; c.pass < 2 && !c.full; c.pass++) {
-                int r = kind == USERS_K_USER
-                            ? http_user_foreach(db, true, (int)bucket, collect_user, &c)
-                        : kind == USERS_K_FAMILY
-                            ? http_family_foreach(db, (int)bucket, collect_family, &c)
-                            : http_revoked_foreach(db, (int)bucket, collect_revoked, &c);
-                if (r < 0) return r;
-            }
+            c.pass = 0;
+            int r = bucket_pass(db, kind, bucket, &c);
+            if (r < 0) return r;
+            uint32_t mix = seed * 2654435761u ^ (uint32_t)(kind * HTTP_SYNC_BUCKETS + bucket);
+            c.skip = r > 0 ? (mix * 2246822519u >> 7) % (uint32_t)r : 0;
+            for (c.pass = 1; c.pass <= 2 && !c.full; c.pass++)
+                if ((r = bucket_pass(db, kind, bucket, &c)) < 0) return r;
         }
     }
     return c.added;
@@ -531,8 +534,7 @@ static http_users_t *op_owner(sync_op_t *op)
     return u->stopping ? NULL : u;
 }
 
-static void push_reply(void *arg, int status, const msgpack_object *err,
-                       const msgpack_object *res)
+static void push_reply(void *arg, int status, const msgpack_object *err, const msgpack_object *res)
 {
     (void)res;
     sync_op_t *op = arg;
@@ -682,12 +684,12 @@ static const msgpack_object *map_get(const msgpack_object *m, const char *key)
     return NULL;
 }
 
-static void sync_reply(void *arg, int status, const msgpack_object *err,
-                       const msgpack_object *res)
+static void sync_reply(void *arg, int status, const msgpack_object *err, const msgpack_object *res)
 {
     sync_op_t *op = arg;
     http_users_t *u = op_owner(op);
-    const msgpack_object *d = res && res->type == MSGPACK_OBJECT_MAP ? map_get(res, "digest") : NULL;
+    const msgpack_object *d =
+        res && res->type == MSGPACK_OBJECT_MAP ? map_get(res, "digest") : NULL;
     bool ok = status == 0 && (!err || err->type == MSGPACK_OBJECT_NIL) && d &&
               d->type == MSGPACK_OBJECT_BIN && d->via.bin.size == HTTP_SYNC_DIGEST_LEN;
     if (u && !ok) u->sync_errors++;
@@ -695,14 +697,14 @@ static void sync_reply(void *arg, int status, const msgpack_object *err,
         free(op);
         return;
     }
-    if (take_rows(u, map_get(res, "users"), map_get(res, "families"), map_get(res, "revoked")) <
-        0)
+    if (take_rows(u, map_get(res, "users"), map_get(res, "families"), map_get(res, "revoked")) < 0)
         u->sync_errors++;
     bool diff[HTTP_SYNC_KINDS * HTTP_SYNC_BUCKETS];
     if (users_sync_diff(op->digest, (const uint8_t *)d->via.bin.ptr, diff) > 0) {
         users_batch_t b;
         users_batch_init(&b);
-        if (users_sync_collect(u->db, diff, randombytes_random(), &b) > 0) push_to(u, &b, &op->t, 1);
+        if (users_sync_collect(u->db, diff, randombytes_random(), &b) > 0)
+            push_to(u, &b, &op->t, 1);
         users_batch_free(&b);
     }
     free(op);
@@ -752,8 +754,7 @@ static void auth_push_cb(rpc_call_t *call, void *ctx)
     int r = take_rows(u, rpc_call_arg(call, "users"), rpc_call_arg(call, "families"),
                       rpc_call_arg(call, "revoked"));
     if (r == -E2BIG) {
-        rpc_call_error(call, RPC_ERR_RESOURCE_EXHAUSTED, "more than %d rows",
-                       HTTP_SYNC_MAX_ROWS);
+        rpc_call_error(call, RPC_ERR_RESOURCE_EXHAUSTED, "more than %d rows", HTTP_SYNC_MAX_ROWS);
         return;
     }
     if (r < 0) {
@@ -796,12 +797,10 @@ static void auth_sync_cb(rpc_call_t *call, void *ctx)
 }
 
 #define ROWS_PARAM(n, what)                                                                        \
-    {.name = n,                                                                                    \
-     .types = RPC_T_ARRAY,                                                                         \
-     .range = true,                                                                                \
-     .min = 0,                                                                                     \
-     .max = HTTP_SYNC_MAX_ROWS,                                                                    \
-     .description = what " rows (docs/auth.md)"}
+    {                                                                                              \
+        .name = n, .types = RPC_T_ARRAY, .range = true, .min = 0, .max = HTTP_SYNC_MAX_ROWS,       \
+        .description = what " rows (docs/auth.md)"                                                 \
+    }
 
 static const rpc_param_t push_params[] = {
     ROWS_PARAM("users", "user"),

@@ -121,8 +121,8 @@ typedef struct reload_ctx {
 
 static bool same_user(const users_view_user_t *a, const users_view_user_t *b)
 {
-    return a->version == b->version && a->tokens_after == b->tokens_after &&
-           a->role == b->role && a->disabled == b->disabled && a->deleted == b->deleted;
+    return a->version == b->version && a->tokens_after == b->tokens_after && a->role == b->role &&
+           a->disabled == b->disabled && a->deleted == b->deleted;
 }
 
 static void reload_cb(void *arg, const http_user_t *u)
