@@ -2,7 +2,8 @@
  *   users.c       start/stop, the revocation hook, refresh and logout, the tick and push timers
  *   login_http.c  POST /api/auth/login: Argon2id on the thread pool, brute-force limits
  *   users_view.c  the in-memory revocation view (jti set, per-user tokens_after), dummy hash
- *   users_sync.c  replication: row codec, bucket digests, merges, node.auth_push / auth_sync
+ *   users_sync.c  replication rows: codec, bucket digests, merges (pure)
+ *   users_peer.c  replication over the peer channel: pushes, anti-entropy, node.auth_*
  * Not for other modules. */
 #ifndef P2P_HTTP_USERS_INTERNAL_H
 #define P2P_HTTP_USERS_INTERNAL_H
@@ -146,7 +147,7 @@ struct http_users {
     login_job_t *queue_head, *queue_tail; /* waiting for a hash slot */
     login_job_t *running_jobs;            /* on the thread pool */
     unsigned running, queued;
-    /* replication (users_sync.c) */
+    /* replication (users_peer.c) */
     users_batch_t out_local; /* our own changes: pushed to up to HTTP_SYNC_PUSH_MAX nodes */
     users_batch_t out_relay; /* changes heard from peers: passed on to HTTP_SYNC_RELAY_FANOUT */
     uint8_t digest[HTTP_SYNC_DIGEST_LEN];
@@ -180,7 +181,7 @@ void users_answer_pair(http_users_t *u, http_exchange_t *x, const char *user, rp
  */
 json_t *users_body_object(http_exchange_t *x, bool empty_ok);
 
-/* users_sync.c: queue our own change, or a change heard from a peer, for pushing (the push timer
+/* users_peer.c: queue our own change, or a change heard from a peer, for pushing (the push timer
  * fires within HTTP_SYNC_PUSH_DELAY_MS; a full batch is pushed at once). Marks the digest dirty. */
 void users_sync_changed_user(http_users_t *u, const http_user_t *row);
 void users_sync_changed_family(http_users_t *u, const http_family_t *row);
@@ -188,7 +189,7 @@ void users_sync_changed_revoked(http_users_t *u, const http_revoked_t *row);
 void users_sync_flush(http_users_t *u); /* push what is queued now (the push timer's work) */
 void users_sync_round(http_users_t *u); /* one anti-entropy round (the tick's work) */
 
-/* users_sync.c: registers node.auth_push and node.auth_sync in the node's registry (once; a
+/* users_peer.c: registers node.auth_push and node.auth_sync in the node's registry (once; a
  * second node start in the same registry finds them there). Returns 0 or a negative errno. */
 int users_sync_register(node_t *node);
 

@@ -3,7 +3,7 @@
  * (rotation; a reused token revokes its session), POST /api/auth/logout (the access token's jti
  * revoked until it expires, the session of a given refresh token revoked), and the timers: the
  * tick watches node.db for `p2p-node user` changes, prunes ended rows and runs anti-entropy; the
- * push timer sends changes (users_sync.c). The login endpoint is in login_http.c. */
+ * push timer sends changes (users_peer.c). The login endpoint is in login_http.c. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
