@@ -71,7 +71,6 @@ static void local_done(void *arg, char *resp, size_t len)
 static void local_call(http_exchange_t *x, http_api_t *api, const http_caller_t *who,
                        const char *method, shape_fn shape)
 {
-#ifdef HTTP_HAVE_BRIDGE
     char body[160];
     int n = snprintf(body, sizeof(body),
                      "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"system.local.%s\",\"params\":{}}",
@@ -88,14 +87,6 @@ static void local_call(http_exchange_t *x, http_api_t *api, const http_caller_t 
         free(lc);
         http_api_error(x, RPC_ERR_INTERNAL, "out of memory", NULL);
     }
-#else
-    (void)api;
-    (void)who;
-    (void)method;
-    (void)shape;
-    (void)local_done;
-    http_api_error(x, RPC_ERR_UNAVAILABLE, "the RPC bridge is not built in", NULL);
-#endif
 }
 
 static void domains_of_self(void *arg, const members_view_t *v)
@@ -164,11 +155,7 @@ static json_t *shape_stats(http_api_t *api, json_t *res)
                       "rate_limited", (json_int_t)s->rate_limited, "tls_errors",
                       (json_int_t)s->tls_errors));
     }
-#ifdef HTTP_HAVE_WS_HUB
     json_object_set_new(out, "ws_clients", json_integer((json_int_t)http_ws_clients(api->ws)));
-#else
-    json_object_set_new(out, "ws_clients", json_integer(0));
-#endif
     if (node->peer) {
         rpc_peer_stats_t ps;
         rpc_peer_stats(node->peer, &ps);
