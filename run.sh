@@ -91,16 +91,29 @@ cmd_demo() {
   local token
   token=$(AUTH_SECRET=$secret "$BUILD/p2p-node" token --role admin --sub demo --ttl 24h --data-dir "$base/node1")
   echo "$token" > "$base/admin.token"
+  # an admin login for the dashboard: added on node1, replicated to every node
+  local password
+  if [ -f "$base/admin.password" ]; then password=$(cat "$base/admin.password"); else
+    password=$(head -c 12 /dev/urandom | base64 | tr -d '/+='); echo "$password" > "$base/admin.password"
+    chmod 600 "$base/admin.password"; fi
+  printf '%s\n' "$password" | "$BUILD/p2p-node" user add admin --role admin --data-dir "$base/node1" \
+    >/dev/null 2>&1 || true
   sleep 2
   cat <<MSG
 
 p2p-admin demo: 5 nodes on loopback (logs in $base/NAME.log)
-  node   DHT (UDP)          local socket
+  node   DHT (UDP)          HTTP API and dashboard     local socket
 MSG
   for i in 1 2 3 4 5; do
-    printf '  node%d  127.0.0.1:%d     %s\n' "$i" $((5677 + i)) "$base/node$i/rpc.sock"
+    printf '  node%d  127.0.0.1:%d     http://127.0.0.1:%d/      %s\n' "$i" $((5677 + i)) \
+      $((7999 + i)) "$base/node$i/rpc.sock"
   done
   cat <<MSG
+
+Dashboard login (any node): user admin, password $password   (also in $base/admin.password)
+  curl -s http://127.0.0.1:8000/health
+  curl -s -X POST http://127.0.0.1:8001/api/auth/login -d '{"username":"admin","password":"$password"}'
+  curl -s http://127.0.0.1:8000/metrics | head;  curl -s http://127.0.0.1:8000/api/sd/prometheus
 
 An admin token (24 h) is in $base/admin.token. Try, from any node's socket:
   export P2P_TOKEN=\$(cat $base/admin.token) P2P_SOCKET=$base/node1/rpc.sock
@@ -109,7 +122,10 @@ An admin token (24 h) is in $base/admin.token. Try, from any node's socket:
   build/p2p-rpc system.node4.node.info                 # one node, through the peer channel
   build/p2p-rpc system.local.dht.put key=hello value=world
   build/p2p-rpc system.node5.dht.get key=hello
-(The HTTP API and dashboard arrive with a later issue.) Ctrl-C stops the demo.
+  curl -s -H "Authorization: Bearer \$P2P_TOKEN" http://127.0.0.1:8002/api/nodes
+  curl -s -H "Authorization: Bearer \$P2P_TOKEN" http://127.0.0.1:8000/api/rpc \\
+       -d '{"jsonrpc":"2.0","id":1,"method":"system.node3.node.info"}'
+Ctrl-C stops the demo.
 MSG
   wait
 }

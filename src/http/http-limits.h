@@ -39,6 +39,9 @@
 #ifndef HTTP_DEFAULT_BURST
 #define HTTP_DEFAULT_BURST 200 /* bucket size of that limit (HTTP_RATE_BURST) */
 #endif
+#ifndef HTTP_MAX_STATIC_FILE
+#define HTTP_MAX_STATIC_FILE (8u * 1024 * 1024) /* a dashboard file served from admin-ui/ */
+#endif
 #ifndef HTTP_MAX_CORS_ORIGINS
 #define HTTP_MAX_CORS_ORIGINS 16 /* entries of CORS_ORIGINS */
 #endif

@@ -95,9 +95,11 @@ struct http_exchange {
     uint8_t *body;   /* owns the body */
     p2p_buf_t extra; /* response headers added by the handler */
     bool keep_alive;
-    bool head;        /* HEAD: no body in the answer */
-    bool close_after; /* answer with Connection: close and close */
-    char origin[256]; /* an allowed Origin to echo, "" = none */
+    bool head;                 /* HEAD: no body in the answer */
+    bool close_after;          /* answer with Connection: close and close */
+    bool http10;               /* an HTTP/1.0 request: keep-alive only when asked */
+    char origin[256];          /* an allowed Origin to echo, "" = none */
+    char ip[INET6_ADDRSTRLEN]; /* req.client_ip points here (the conn may go first) */
 };
 
 struct http_conn {
@@ -116,8 +118,11 @@ struct http_conn {
     bool reading;
     bool closing;
     bool close_after_write; /* close once the queued output is written */
-    bool in_feed;           /* inside feed(): answers only queue output */
-    size_t queued;          /* bytes handed to uv_write and not yet written */
+    bool in_feed;           /* inside the parse loop: an answer lets the loop go on */
+    bool kicked;            /* on the server's kick list */
+    http_conn_t *kick_next;
+    int err_status; /* the status a callback refused the request with (413, 414, 431) */
+    size_t queued;  /* bytes handed to uv_write and not yet written */
     http_tls_t *tls;
     p2p_buf_t tls_out; /* scratch for ciphertext */
     const http_upgrade_ops_t *ops;
@@ -128,6 +133,8 @@ struct http_server {
     uv_loop_t *loop;
     uv_tcp_t listener;
     uv_timer_t sweep;
+    uv_idle_t kick; /* resumes connections whose answer came from outside their parse loop */
+    http_conn_t *kick_head;
     http_handler_fn handler;
     void *ctx;
     http_conn_t *conns; /* every open connection */
@@ -140,7 +147,7 @@ struct http_server {
     size_t n_cors;
     bool cors_any;
     bool stopping;
-    int open_handles; /* listener + timer; the server is freed when 0 and no connections */
+    int open_handles; /* listener + timer + kick; the server is freed when 0 and no connections */
     void (*done_cb)(void *arg);
     void *done_arg;
     time_t date_sec; /* the cached Date header value's second */
@@ -163,11 +170,19 @@ void conn_req_free(conn_req_t *r);
  * connection is then being closed). */
 int conn_send(http_conn_t *c, const uv_buf_t *bufs, unsigned n);
 
+/* server.c: starts or stops reading from c (a closing connection does not read again). */
+void conn_reading(http_conn_t *c, bool on);
+
 /* server.c: closes the connection (after the queued output when graceful). */
 void conn_close(http_conn_t *c, bool graceful);
 
-/* server.c: the request/response state after an answer went out: resumes parsing. */
-void conn_answered(http_conn_t *c, bool close_after);
+/* server.c: puts c on the kick list: conn_resume(c) runs from the loop soon (an answer that came
+ * from outside the parse loop, or input waiting for an upgraded protocol). */
+void conn_kick(http_conn_t *c);
+
+/* server_conn.c: goes on with c after a kick: parses the input that waited (or delivers it to the
+ * protocol c was upgraded to) and reads again. */
+void conn_resume(http_conn_t *c);
 
 /* server.c: hands c over to another protocol (ops get its input and its close); returns c. */
 http_conn_t *server_upgrade_conn(http_conn_t *c, const http_upgrade_ops_t *ops, void *ctx);

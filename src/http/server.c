@@ -52,6 +52,12 @@ static void conn_closed_cb(uv_handle_t *h)
     if (c->state == CONN_UPGRADED && s->stats.upgraded > 0) s->stats.upgraded--;
     if (c->ops && c->ops->on_close) c->ops->on_close(c->ops_ctx);
     if (c->x) c->x->conn = NULL; /* the handler's answer goes into the void */
+    if (c->kicked) {             /* off the kick list */
+        http_conn_t **pp = &s->kick_head;
+        while (*pp && *pp != c)
+            pp = &(*pp)->kick_next;
+        if (*pp) *pp = c->kick_next;
+    }
     conn_req_free(c->req);
     p2p_buf_free(&c->pending);
     p2p_buf_free(&c->tls_out);
@@ -195,6 +201,11 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 static void deliver(http_conn_t *c, const uint8_t *p, size_t n)
 {
+    if (c->state == CONN_UPGRADED && c->pending.len > 0) {
+        /* bytes read with the request go first (the kick delivers them) */
+        if (p2p_buf_append(&c->pending, p, n) < 0) conn_close(c, false);
+        return;
+    }
     if (c->state == CONN_UPGRADED) {
         if (c->ops && c->ops->on_data) c->ops->on_data(c->ops_ctx, p, n);
         return;
@@ -233,6 +244,18 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     }
     p2p_buf_free(&plain);
     p2p_buf_free(&out);
+}
+
+void conn_reading(http_conn_t *c, bool on)
+{
+    if (c->closing || c->close_after_write) on = false;
+    if (on == c->reading) return;
+    if (on)
+        c->reading = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) == 0;
+    else {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    }
 }
 
 /* --- accepting ---------------------------------------------------------------------------- */
@@ -308,11 +331,8 @@ static void accept_cb(uv_stream_t *ls, int status)
         conn_close(c, false);
         return;
     }
-    if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) < 0) {
-        conn_close(c, false);
-        return;
-    }
-    c->reading = true;
+    conn_reading(c, true);
+    if (!c->reading) conn_close(c, false);
 }
 
 /* --- timeouts ----------------------------------------------------------------------------- */
@@ -380,6 +400,31 @@ void http_conn_close(http_conn_t *c)
 }
 
 /* --- the server ---------------------------------------------------------------------------- */
+
+static void kick_cb(uv_idle_t *h)
+{
+    http_server_t *s = h->data;
+    http_conn_t *list = s->kick_head;
+    s->kick_head = NULL;
+    uv_idle_stop(&s->kick);
+    while (list) {
+        http_conn_t *c = list;
+        list = c->kick_next;
+        c->kicked = false;
+        c->kick_next = NULL;
+        if (!c->closing) conn_resume(c);
+    }
+}
+
+void conn_kick(http_conn_t *c)
+{
+    http_server_t *s = c->srv;
+    if (c->kicked || c->closing || s->stopping) return;
+    c->kicked = true;
+    c->kick_next = s->kick_head;
+    s->kick_head = c;
+    uv_idle_start(&s->kick, kick_cb);
+}
 
 static void handle_closed_cb(uv_handle_t *h)
 {
@@ -455,11 +500,14 @@ int http_server_start(uv_loop_t *loop, const http_config_t *cfg, http_handler_fn
     s->listener.data = s;
     uv_timer_init(loop, &s->sweep);
     s->sweep.data = s;
-    s->open_handles = 2;
+    uv_idle_init(loop, &s->kick);
+    s->kick.data = s;
+    s->open_handles = 3;
     if ((r = bind_listener(s, cfg, err, errlen)) < 0) {
         s->stopping = true;
         uv_close((uv_handle_t *)&s->listener, handle_closed_cb);
         uv_close((uv_handle_t *)&s->sweep, handle_closed_cb);
+        uv_close((uv_handle_t *)&s->kick, handle_closed_cb);
         return r; /* freed from the loop */
     }
     uv_timer_start(&s->sweep, sweep_cb, SWEEP_MS, SWEEP_MS);
@@ -493,6 +541,7 @@ void http_server_stop(http_server_t *s, void (*done_cb)(void *arg), void *arg)
     s->done_arg = arg;
     uv_close((uv_handle_t *)&s->listener, handle_closed_cb);
     uv_close((uv_handle_t *)&s->sweep, handle_closed_cb);
+    uv_close((uv_handle_t *)&s->kick, handle_closed_cb);
     http_conn_t *next;
     for (http_conn_t *c = s->conns; c; c = next) {
         next = c->next;

@@ -42,6 +42,12 @@ enum key {
     K_FILE_ROOTS,
     K_CHECK_PORT_ALLOW,
     K_ALERT_WEBHOOK,
+    K_TLS_CERT,
+    K_TLS_KEY,
+    K_CORS,
+    K_HTTP_RATE,
+    K_HTTP_BURST,
+    K_UI_DIR,
     K_COUNT
 };
 
@@ -87,6 +93,17 @@ static const struct setting {
                             "and the network's nodes"},
     [K_ALERT_WEBHOOK] = {"alert-webhook", "ALERT_WEBHOOK_URL",
                          "http(s) URL that receives alert events as JSON POSTs"},
+    [K_TLS_CERT] = {"tls-cert", "TLS_CERT", "PEM certificate chain: serve HTTPS (with --tls-key)"},
+    [K_TLS_KEY] = {"tls-key", "TLS_KEY", "PEM private key of --tls-cert"},
+    [K_CORS] = {"cors-origins", "CORS_ORIGINS",
+                "ORIGIN[,ORIGIN...] allowed cross-origin callers, or * (default none)"},
+    [K_HTTP_RATE] = {"http-rate-limit", "HTTP_RATE_LIMIT",
+                     "HTTP requests per second per client address, 0 = off (default 100)"},
+    [K_HTTP_BURST] = {"http-rate-burst", "HTTP_RATE_BURST",
+                      "burst allowed above that rate (default 200)"},
+    [K_UI_DIR] = {"ui-dir", "UI_DIR",
+                  "dashboard files served at / (default: admin-ui/ found "
+                  "beside the program or in the working directory)"},
 };
 
 typedef struct source {
@@ -521,6 +538,50 @@ static void default_name(char *out, size_t cap)
     snprintf(out, cap, "%s", node_config_valid_name(h) ? h : "node");
 }
 
+/* The HTTP server's settings: TLS files, CORS origins, the per-address rate limit, the UI dir. */
+static int resolve_http(source_t *s, node_config_t *cfg)
+{
+    int rc;
+    if (s->val[K_TLS_CERT] && *s->val[K_TLS_CERT] &&
+        (rc = copy(s, K_TLS_CERT, cfg->tls_cert, sizeof(cfg->tls_cert))) < 0)
+        return rc;
+    if (s->val[K_TLS_KEY] && *s->val[K_TLS_KEY] &&
+        (rc = copy(s, K_TLS_KEY, cfg->tls_key, sizeof(cfg->tls_key))) < 0)
+        return rc;
+    if (!cfg->tls_cert[0] != !cfg->tls_key[0])
+        return fail(s, "invalid %s: --tls-cert and --tls-key go together",
+                    cfg->tls_cert[0] ? "--tls-cert" : "--tls-key");
+    if (s->val[K_CORS] && *s->val[K_CORS]) {
+        if ((rc = copy(s, K_CORS, cfg->cors_origins, sizeof(cfg->cors_origins))) < 0) return rc;
+        int n = 0;
+        for (char *p = cfg->cors_origins; *p;) {
+            char *e = strchr(p, ',');
+            size_t len = e ? (size_t)(e - p) : strlen(p);
+            size_t scheme = strncmp(p, "http://", 7) == 0    ? 7
+                            : strncmp(p, "https://", 8) == 0 ? 8
+                                                             : 0;
+            bool ok = len == 1 ? *p == '*' : scheme > 0 && len > scheme;
+            for (size_t i = scheme; ok && i < len; i++) /* a host and a port: no path */
+                if ((unsigned char)p[i] <= 0x20 || p[i] == 0x7f || p[i] == '/') ok = false;
+            if (!ok || ++n > NODE_MAX_CORS)
+                return bad(s, K_CORS,
+                           n > NODE_MAX_CORS ? "has too many origins"
+                                             : "needs * or http(s)://HOST[:PORT] items");
+            p = e ? e + 1 : p + len;
+        }
+    }
+    cfg->http_rate = 100;
+    if (s->val[K_HTTP_RATE] && (rc = parse_int(s, K_HTTP_RATE, 0, 1000000, &cfg->http_rate)) < 0)
+        return rc;
+    cfg->http_burst = 200;
+    if (s->val[K_HTTP_BURST] && (rc = parse_int(s, K_HTTP_BURST, 1, 1000000, &cfg->http_burst)) < 0)
+        return rc;
+    if (s->val[K_UI_DIR] && *s->val[K_UI_DIR] &&
+        (rc = copy(s, K_UI_DIR, cfg->ui_dir, sizeof(cfg->ui_dir))) < 0)
+        return rc;
+    return 0;
+}
+
 static int resolve(source_t *s, node_config_t *cfg, bool tty)
 {
     int rc;
@@ -630,6 +691,7 @@ static int resolve(source_t *s, node_config_t *cfg, bool tty)
             if ((unsigned char)*c <= 0x20 || *c == 0x7f)
                 return bad(s, K_ALERT_WEBHOOK, "has a space or control character");
     }
+    if ((rc = resolve_http(s, cfg)) < 0) return rc;
     cfg->log_json = tty ? 0 : 1;
     if (s->val[K_LOG_FORMAT]) {
         if (strcasecmp(s->val[K_LOG_FORMAT], "json") == 0)

@@ -18,6 +18,7 @@
 #include <sodium.h>
 
 #include "base/base.h"
+#include "http/api.h"
 #include "node/config.h"
 #include "node/keys.h"
 #include "node/log.h"
@@ -406,6 +407,10 @@ int node_start(node_t *node, uv_loop_t *loop, node_log_t *log, char *err, size_t
     if ((rc = start_rpc(node, err, errlen)) < 0) goto fail;
     if ((rc = node_cluster_start(node, err, errlen)) < 0) goto fail;
     if ((rc = start_services(node, err, errlen)) < 0) goto fail;
+    if ((rc = http_api_start(node, &node->http, err, errlen)) < 0) {
+        node->http = NULL;
+        goto fail;
+    }
     uv_timer_start(&node->save_timer, save_timer_cb, NODE_SAVE_INTERVAL_MS, NODE_SAVE_INTERVAL_MS);
     uv_timer_start(&node->boot_timer, boot_timer_cb, NODE_BOOT_TICK_MS, NODE_BOOT_TICK_MS);
     log_ready(node);
@@ -446,6 +451,11 @@ void node_stop(node_t *node, void (*done_cb)(void *arg), void *arg)
     node->stopped_cb = done_cb;
     node->stopped_arg = arg;
     node->pending_parts = 1; /* held until every part below is started */
+    if (node->http) {        /* first: its handlers use the services and the registry */
+        node->pending_parts++;
+        http_api_stop(node->http, part_done, node);
+        node->http = NULL;
+    }
     stop_services(node, part_done);
     for (int i = 0; i < NODE_MAX_BOOTSTRAP; i++)
         if (node->resolving[i]) uv_cancel((uv_req_t *)&node->resolve_req[i]);

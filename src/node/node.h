@@ -23,7 +23,8 @@ typedef struct node_store node_store_t;
 #define NODE_MAX_BOOTSTRAP   32
 #define NODE_MAX_TAGS        16 /* key=value tags in the node record */
 #define NODE_AUTH_SECRET_MAX 256
-#define NODE_MAX_FILE_ROOTS  8 /* directories the file service may reach */
+#define NODE_MAX_FILE_ROOTS  8  /* directories the file service may reach */
+#define NODE_MAX_CORS        16 /* CORS_ORIGINS entries (HTTP_MAX_CORS_ORIGINS) */
 
 /* The resolved configuration (flag > environment > config file > default; see config.c). */
 typedef struct node_config {
@@ -48,13 +49,19 @@ typedef struct node_config {
     int peer_timeout_s;
     bool metrics_enabled;
     bool peer_bulk; /* offer/accept bulk mode (AES-256-GCM) on the peer channel */
-    int log_level; /* NODE_LOG_DEBUG..NODE_LOG_ERROR */
-    int log_json;  /* 1 json, 0 text */
+    int log_level;  /* NODE_LOG_DEBUG..NODE_LOG_ERROR */
+    int log_json;   /* 1 json, 0 text */
     char file_roots[NODE_MAX_FILE_ROOTS][NODE_PATH_MAX]; /* FILE_ROOTS, default DATA_DIR/files */
     int file_root_count;
-    bool file_roots_default;     /* the default root (created on start when absent) */
-    char check_port_allow[1024]; /* CHECK_PORT_ALLOW: ADDR[/BITS][,...], "" = none extra */
-    char alert_webhook[1024];    /* ALERT_WEBHOOK_URL, "" = none */
+    bool file_roots_default;      /* the default root (created on start when absent) */
+    char check_port_allow[1024];  /* CHECK_PORT_ALLOW: ADDR[/BITS][,...], "" = none extra */
+    char alert_webhook[1024];     /* ALERT_WEBHOOK_URL, "" = none */
+    char tls_cert[NODE_PATH_MAX]; /* --tls-cert: HTTPS when set (with tls_key) */
+    char tls_key[NODE_PATH_MAX];
+    char cors_origins[1024];    /* CORS_ORIGINS, comma-separated, "" = CORS off */
+    int http_rate;              /* HTTP_RATE_LIMIT requests/s per client address, 0 = off */
+    int http_burst;             /* HTTP_RATE_BURST */
+    char ui_dir[NODE_PATH_MAX]; /* UI_DIR, "" = admin-ui/ beside the program or in the cwd */
 } node_config_t;
 
 typedef struct node {
@@ -88,6 +95,7 @@ typedef struct node {
     struct svc_file *svc_file;
     struct svc_network *svc_network;
     struct svc_monitor *svc_monitor;
+    struct http_api *http; /* the HTTP/WebSocket API (src/http/api.h) */
     /* Token revocation, consulted by every door through node_auth_config (NULL = none): the users
      * part of the HTTP API sets it while it runs (src/http/users.c). */
     int (*token_revoked)(void *ctx, const char *jti, const char *sub, uint64_t iat);
