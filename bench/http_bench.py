@@ -143,6 +143,7 @@ http {
     scgi_temp_path %(d)s/scgi;
     keepalive_requests 100000000;
     keepalive_timeout 60s;
+    open_file_cache max=16 valid=60s;  # the usual static-file tuning: no open() per request
     server {
         listen 127.0.0.1:%(port)d;
         root %(d)s/www;
@@ -188,6 +189,21 @@ def fetch(port, path):
         c.close()
 
 
+def answer_bytes(port, path):
+    """The bytes of one whole answer (status line, headers, body) on the wire."""
+    import socket
+    s = socket.create_connection(("127.0.0.1", port), 5)
+    s.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n" % path.encode())
+    data = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        data += d
+    s.close()
+    return len(data)
+
+
 def scrapes(port, path, n):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     times, size = [], 0
@@ -231,7 +247,9 @@ def main():
     wrk = Wrk(wrk_cpus, threads)
     res = {"machine": {"cpus": ncpu, "server_cpu": sorted(server_cpu or []), "wrk_cpus": sorted(wrk_cpus or []),
                        "wrk_threads": threads},
-           "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "health_bytes": len(health), "runs": []}
+           "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "health_bytes": len(health),
+           "answer_bytes": {"node": answer_bytes(node.http_port, "/health"),
+                            "nginx": answer_bytes(ngx["port"], "/health") if ngx else None}, "runs": []}
     shapes = [(64, seconds), (1, max(2, seconds // 2)), (256, max(2, seconds // 2))]
     for conns, secs in shapes:
         log("wrk -c%d -d%ds on the node" % (conns, secs))
@@ -253,11 +271,13 @@ def main():
                       "health_seq_p99_ms": round(pct(hs, 0.99), 3), "wrk_c1": mw}
     res["node_rss_kb"] = node.rss_kb()
 
-    print("GET /health: p2p-node vs nginx %s (static %d-byte file), same wrk -t%d, server pinned to cpu %s, "
-          "wrk to cpu %s" % (ngx and subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
-                             .replace("nginx version: ", "") or "(not installed)", len(health), threads,
-                             ",".join(map(str, sorted(server_cpu or []))) or "-",
-                             ",".join(map(str, sorted(wrk_cpus or []))) or "-"))
+    ab = res["answer_bytes"]
+    print("GET /health: p2p-node vs %s (static %d-byte file), same wrk -t%d, server pinned to cpu %s, "
+          "wrk to cpu %s; whole answer %d bytes (node) / %s (nginx)"
+          % (ngx and subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
+             .replace("nginx version: ", "") or "nginx (not installed)", len(health), threads,
+             ",".join(map(str, sorted(server_cpu or []))) or "-", ",".join(map(str, sorted(wrk_cpus or []))) or "-",
+             ab["node"], ab["nginx"] or "-"))
     print("%-6s %4s %12s %12s %6s %16s %16s %10s %10s" % ("conns", "s", "node req/s", "nginx req/s", "ratio",
                                                        "node p50/p99 ms", "nginx p50/p99 ms", "node cpu",
                                                        "nginx cpu"))
