@@ -14,7 +14,6 @@ JSON, invalid UTF-8 and NUL bytes in JSON bodies (400, never a crash); HTTP/1.0 
 Usage: test_http_bad_input.py BUILD_DIR
 """
 
-import json
 import os
 import resource
 import select
