@@ -12,6 +12,9 @@ ASAN_BUILD=$ROOT/build-asan
 DEB_PACKAGES=(gcc pkg-config meson ninja-build libuv1-dev libsodium-dev libmsgpack-dev
   libsqlite3-dev libjwt-dev libjansson-dev libcurl4-openssl-dev libssl-dev node-llhttp libcmocka-dev
   python3 python3-msgpack)
+# What the tests drive besides the build: node + npm for the interop clients (ws, jose,
+# secret-handshake; tests/interop/package-lock.json), a real Prometheus and promtool.
+TEST_PACKAGES=(prometheus)
 BENCH_PACKAGES=(redis-server redis-tools hyperfine valgrind linux-perf)
 
 need_root() { if [ "$(id -u)" -ne 0 ]; then echo sudo; fi; }
@@ -40,8 +43,20 @@ cmd_build() {
   build_dir "$BUILD" --buildtype=debugoptimized
 }
 
+# The pinned npm packages of tests/interop (npm ci from the committed lock; the npm registry only).
+npm_deps() {
+  local dir=$ROOT/tests/interop
+  if [ ! -f "$dir/node_modules/.package-lock.json" ] ||
+     [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) >&2
+  fi
+}
+
 cmd_test() {
   cmd_build
+  install_debs "${TEST_PACKAGES[@]}"
+  command -v npm >/dev/null || install_debs nodejs npm
+  npm_deps
   build_dir "$ASAN_BUILD" --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
   local rc=0
   echo "== tests (release build)"

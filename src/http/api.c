@@ -71,7 +71,6 @@ static void local_done(void *arg, char *resp, size_t len)
 static void local_call(http_exchange_t *x, http_api_t *api, const http_caller_t *who,
                        const char *method, shape_fn shape)
 {
-#ifdef HTTP_HAVE_BRIDGE
     char body[160];
     int n = snprintf(body, sizeof(body),
                      "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"system.local.%s\",\"params\":{}}",
@@ -88,14 +87,6 @@ static void local_call(http_exchange_t *x, http_api_t *api, const http_caller_t 
         free(lc);
         http_api_error(x, RPC_ERR_INTERNAL, "out of memory", NULL);
     }
-#else
-    (void)api;
-    (void)who;
-    (void)method;
-    (void)shape;
-    (void)local_done;
-    http_api_error(x, RPC_ERR_UNAVAILABLE, "the RPC bridge is not built in", NULL);
-#endif
 }
 
 static void domains_of_self(void *arg, const members_view_t *v)

@@ -38,6 +38,8 @@ typedef struct http_api {
     http_users_t *users;
     http_metrics_t *metrics;
     http_ws_hub_t *ws;
+    struct http_bridge_req *bridge_reqs; /* bridge.c: payloads in flight */
+    bool bridge_stopping;                /* bridge.c: http_bridge_stop holds a pending_stops count */
     char ui_dir[NODE_PATH_MAX]; /* admin-ui/ directory of static files, "" = none found */
     int pending_stops;
     void (*stopped_cb)(void *arg);
@@ -85,20 +87,31 @@ void http_api_static(http_exchange_t *x, http_api_t *api, const http_caller_t *w
  * api->pending_stops and gives it back with http_api_part_done(api) from the loop. */
 void http_api_part_done(http_api_t *api);
 
-/* bridge.c: one JSON-RPC 2.0 payload (a request object or a batch array, as text) through the one
- * dispatch path (an rpc session), the caller's token attached to each call. With lenient, the
- * "jsonrpc" member may be absent (WebSocket calls {"id","method","params"}). done runs once from
- * the loop (never from inside this call) with the response text (malloc'd, the callee frees it;
- * NULL when every request was a notification). Returns a handle, or NULL on no memory (done is
- * then never called). */
+/* bridge.c: one JSON-RPC 2.0 payload (a request object or a batch array, as text; copied, so it
+ * may be freed when this returns) through the one dispatch path: an rpc session on node->reg, each
+ * request a msgpack-RPC request frame carrying the caller's token as `_token` (token may be NULL;
+ * it is copied too). Remote addresses go through the registry's router like on the socket. With
+ * lenient, the "jsonrpc" member may be absent (WebSocket calls {"id","method","params"}). done
+ * runs once from the loop (never from inside this call) with the response text (malloc'd, the
+ * callee frees it; NULL when every request was a notification): one response object, or for a
+ * batch an array of the answered elements in request order. Returns a handle, or NULL on no
+ * memory (done is then never called). */
 typedef struct http_bridge_req http_bridge_req_t;
 typedef void (*http_bridge_done_fn)(void *arg, char *response_json, size_t len);
 http_bridge_req_t *http_bridge_run(http_api_t *api, const char *token, size_t token_len,
                                    const char *body, size_t len, bool lenient,
                                    http_bridge_done_fn done, void *arg);
-/* The requester left: done will not be called; calls in flight are answered into the void. */
+/* The requester left: done will not be called; calls in flight are answered into the void. Safe
+ * anywhere before done ran (even inside a handler of the payload); not after. NULL ok. */
 void http_bridge_abandon(http_bridge_req_t *req);
+/* POST /api/rpc: the body through http_bridge_run with the bearer token. Status: 200, or for a
+ * single request answered with an error http_status_for_code(code); 204 when nothing is answered;
+ * a body that is not JSON-RPC 400 (a batch past HTTP_MAX_JSONRPC_BATCH 413). */
 void http_bridge_rpc(http_exchange_t *x, http_api_t *api, const http_caller_t *who);
+/* Part of http_api_stop (before the server stops): payloads in flight stop feeding calls and are
+ * answered now, unanswered requests with UNAVAILABLE; it holds one count of api->pending_stops
+ * until every one is closed. */
+void http_bridge_stop(http_api_t *api);
 
 /* users.c and friends: login, refresh, logout; revocation for http_api_verify. */
 int http_users_start(http_api_t *api, char *err, size_t errlen);

@@ -33,6 +33,9 @@
 #ifndef HTTP_MAX_RATE_ENTRIES
 #define HTTP_MAX_RATE_ENTRIES 4096 /* client addresses tracked by the rate limiter (LRU) */
 #endif
+#ifndef HTTP_RATE_WAYS
+#define HTTP_RATE_WAYS 8 /* ways of one set of that table (divides HTTP_MAX_RATE_ENTRIES) */
+#endif
 #ifndef HTTP_DEFAULT_RATE
 #define HTTP_DEFAULT_RATE 100 /* requests per second per client address (HTTP_RATE_LIMIT) */
 #endif
@@ -55,6 +58,9 @@
 #endif
 #ifndef HTTP_MAX_JSONRPC_BATCH
 #define HTTP_MAX_JSONRPC_BATCH 100 /* requests in one JSON-RPC batch; more is one error */
+#endif
+#ifndef HTTP_MAX_RPC_RESPONSE
+#define HTTP_MAX_RPC_RESPONSE (12u * 1024 * 1024) /* JSON of one payload's answers (< MAX_OUTPUT) */
 #endif
 
 /* Metrics (metrics_text.c, metrics.c) */
@@ -166,6 +172,37 @@
 #endif
 #ifndef HTTP_LOGIN_MAX_QUEUED
 #define HTTP_LOGIN_MAX_QUEUED 32 /* logins waiting for a hash slot; more is 503 */
+#endif
+
+#ifndef HTTP_AUTH_MAX_BODY
+#define HTTP_AUTH_MAX_BODY (16u * 1024) /* body of a login, refresh or logout request; more: 413 */
+#endif
+#ifndef HTTP_SYNC_MAX_ROWS
+#define HTTP_SYNC_MAX_ROWS 1024 /* user, session and revoked rows in one replication message */
+#endif
+#ifndef HTTP_SYNC_POLL_MS
+#define HTTP_SYNC_POLL_MS 500 /* node.db is checked this often for `p2p-node user` changes */
+#endif
+#ifndef HTTP_SYNC_PUSH_DELAY_MS
+#define HTTP_SYNC_PUSH_DELAY_MS 20 /* changes are gathered this long before they are pushed */
+#endif
+#ifndef HTTP_SYNC_PUSH_MAX
+#define HTTP_SYNC_PUSH_MAX 64 /* live nodes a change made here is pushed to (random ones if more) */
+#endif
+#ifndef HTTP_SYNC_RELAY_FANOUT
+#define HTTP_SYNC_RELAY_FANOUT 3 /* live nodes a change first heard from a peer is passed on to */
+#endif
+#ifndef HTTP_SYNC_INTERVAL_MS
+#define HTTP_SYNC_INTERVAL_MS 3000 /* anti-entropy round (bucket digests) with one random node */
+#endif
+#ifndef HTTP_SYNC_MAX_INFLIGHT
+#define HTTP_SYNC_MAX_INFLIGHT 128 /* replication calls of one node in flight; more wait a round */
+#endif
+#ifndef HTTP_SYNC_TIMEOUT_MS
+#define HTTP_SYNC_TIMEOUT_MS 3000 /* deadline of one replication call */
+#endif
+#ifndef HTTP_USERS_PRUNE_MS
+#define HTTP_USERS_PRUNE_MS 60000 /* ended sessions and expired revoked tokens are deleted this often */
 #endif
 
 #endif

@@ -27,37 +27,6 @@ typedef struct route {
 #define GETH  (M(GET) | M(HEAD))
 #define POSTM M(POST)
 
-#ifndef HTTP_HAVE_USERS
-static void users_absent(http_exchange_t *x, http_api_t *api, const http_caller_t *who)
-{
-    (void)api;
-    (void)who;
-    http_respond_error(x, 503, RPC_ERR_UNAVAILABLE, "login is not available on this node", NULL);
-}
-#define http_users_login   users_absent
-#define http_users_refresh users_absent
-#define http_users_logout  users_absent
-#endif
-#ifndef HTTP_HAVE_BRIDGE
-#define http_bridge_rpc users_absent_rpc
-static void users_absent_rpc(http_exchange_t *x, http_api_t *api, const http_caller_t *who)
-{
-    (void)api;
-    (void)who;
-    http_respond_error(x, 503, RPC_ERR_UNAVAILABLE, "JSON-RPC is not available on this node", NULL);
-}
-#endif
-#ifndef HTTP_HAVE_WS_HUB
-#define http_ws_upgrade ws_absent
-static void ws_absent(http_exchange_t *x, http_api_t *api, const http_caller_t *who)
-{
-    (void)api;
-    (void)who;
-    http_respond_error(x, 503, RPC_ERR_UNAVAILABLE, "WebSocket is not available on this node",
-                       NULL);
-}
-#endif
-
 /* The route table: every endpoint of CONTRACT section 6. Anything else GET goes to the static
  * files of the dashboard. */
 static const route_t routes[] = {
@@ -263,13 +232,9 @@ int http_api_start(node_t *node, http_api_t **out, char *err, size_t errlen)
     find_ui_dir(api);
     raise_nofile();
     int r;
-#ifdef HTTP_HAVE_USERS
     if ((r = http_users_start(api, err, errlen)) < 0) goto fail;
-#endif
     if ((r = http_metrics_start(api, err, errlen)) < 0) goto fail;
-#ifdef HTTP_HAVE_WS_HUB
     if ((r = http_ws_start(api, err, errlen)) < 0) goto fail;
-#endif
     const node_config_t *cfg = &node->cfg;
     char cors[sizeof(cfg->cors_origins)];
     snprintf(cors, sizeof(cors), "%s", cfg->cors_origins);
@@ -314,13 +279,10 @@ void http_api_stop(http_api_t *api, void (*done_cb)(void *arg), void *arg)
     api->stopped_cb = done_cb;
     api->stopped_arg = arg;
     api->pending_stops = 1; /* held until every part is asked to stop */
-#ifdef HTTP_HAVE_WS_HUB
     http_ws_stop(api);
-#endif
+    http_bridge_stop(api); /* after the hub, which abandons its own calls */
     http_metrics_stop(api);
-#ifdef HTTP_HAVE_USERS
     http_users_stop(api);
-#endif
     if (api->server) {
         api->pending_stops++;
         http_server_stop(api->server, server_done, api);

@@ -29,14 +29,19 @@ typedef struct http_ratelimit {
     http_rate_entry_t *slots; /* HTTP_MAX_RATE_ENTRIES, in sets of HTTP_RATE_WAYS */
 } http_ratelimit_t;
 
-/* Initialises a limiter of `rate` requests per second with bucket `burst`. Returns 0 or -ENOMEM.
- */
+/* Initialises a limiter of `rate` requests per second with bucket `burst` (a new address starts
+ * full; a burst below 1 means max(rate, 1)). rate 0 turns the limit off (no table is allocated).
+ * Returns 0, -EINVAL for a negative, NaN or infinite rate or a negative/NaN burst, or -ENOMEM;
+ * rl may be given to http_ratelimit_free in every case. */
 int http_ratelimit_init(http_ratelimit_t *rl, double rate, double burst);
+
+/* Frees the table. Accepts NULL and a limiter that is off or was zeroed. */
 void http_ratelimit_free(http_ratelimit_t *rl);
 
-/* Takes one token for addr (16 bytes) at now_ms. Returns 0 when allowed, else the seconds to wait
- * (>= 1) before a token is there. Addresses past the table's room replace the least recently
- * seen one of their set. */
+/* Takes one token for addr (16 bytes) at now_ms (the caller's monotonic clock; a reading earlier
+ * than the last one refills nothing). Returns 0 when allowed (always when off), else the whole
+ * seconds (>= 1, rounded up) until a token is there; a refusal takes nothing. An address's set
+ * is chosen by a keyed hash; a new address in a full set replaces its least recently seen one. */
 unsigned http_ratelimit_take(http_ratelimit_t *rl, const uint8_t addr[16], uint64_t now_ms);
 
 /* --- tls.c ------------------------------------------------------------------------------ */
@@ -44,22 +49,31 @@ unsigned http_ratelimit_take(http_ratelimit_t *rl, const uint8_t addr[16], uint6
 typedef struct http_tls_ctx http_tls_ctx_t; /* one per server: certificate and key */
 typedef struct http_tls http_tls_t;         /* one per connection */
 
-/* Loads a PEM certificate chain and key. Returns 0 and *out, or -EINVAL after writing the reason
- * to err. */
+/* Loads a PEM certificate chain (leaf first) and an unencrypted PEM key; TLS 1.2 minimum. Returns
+ * 0 and *out, or -EINVAL (unreadable file, bad PEM, key not matching the certificate) or -ENOMEM
+ * after writing one line naming the file and OpenSSL's reason to err. */
 int http_tls_ctx_new(const char *cert_file, const char *key_file, http_tls_ctx_t **out, char *err,
                      size_t errlen);
+
+/* Frees the context; sessions made from it hold their own reference. Accepts NULL. */
 void http_tls_ctx_free(http_tls_ctx_t *ctx);
 
 /* A server-side TLS session. NULL on no memory. */
 http_tls_t *http_tls_new(http_tls_ctx_t *ctx);
+
+/* Frees a session. Accepts NULL. */
 void http_tls_free(http_tls_t *t);
 
-/* Feeds received ciphertext; decrypted bytes are appended to plain (bounded by its limit). Output
- * the handshake needs is appended to out. Returns 0, or -EPROTO on a TLS error (the connection
- * must close; out may hold an alert worth sending) or -E2BIG when plain is full. */
+/* Feeds received ciphertext, in chunks of any size (one byte too); decrypted bytes are appended
+ * to plain (bounded by its limit). Output the handshake needs is appended to out. Returns 0 (also
+ * after the peer's close_notify: what came before it is in plain), or -EPROTO on a TLS error
+ * (the connection must close; out may hold an alert worth sending; every later call fails too),
+ * -E2BIG when plain (or out) is full, -ENOMEM. */
 int http_tls_feed(http_tls_t *t, const uint8_t *in, size_t len, p2p_buf_t *plain, p2p_buf_t *out);
 
-/* Encrypts plaintext, appending the records to out. Returns 0 or -EPROTO / -ENOMEM. */
+/* Encrypts plaintext, appending the records to out. Returns 0, or -EPROTO (a TLS error, or the
+ * handshake is not complete), -E2BIG (out is full) or -ENOMEM; after an error the session is
+ * dead. */
 int http_tls_write(http_tls_t *t, const void *buf, size_t len, p2p_buf_t *out);
 
 /* --- server.c / server_conn.c ----------------------------------------------------------- */

@@ -3,10 +3,10 @@
 // (20 s at most) for a metrics event from NODE (a remote node of the network), then makes one
 // JSON-RPC call over the socket (rpc.ping), sends a ping (expecting its pong) and closes with
 // 1000, expecting the node's 1000 back. Exits 0 on success, 1 with a reason otherwise. The `ws`
-// package is looked up in tests/integration/node_modules (installed by run.sh).
+// package is looked up in tests/interop/node_modules (npm ci by run.sh).
 'use strict';
 const path = require('path');
-const WebSocket = require(path.join(__dirname, 'node_modules', 'ws'));
+const WebSocket = require(path.join(__dirname, '..', 'interop', 'node_modules', 'ws'));
 
 const [url, token, want] = process.argv.slice(2);
 if (!url || !token || !want) {

@@ -46,7 +46,7 @@ static void run_until(uv_loop_t *loop, const bool *flag)
 
 static void make_cfg(node_config_t *cfg, const char *root, const char *name, const char *boot)
 {
-    char dd[128], *argv[12];
+    char dd[128], *argv[14];
     int argc = 0;
     snprintf(dd, sizeof(dd), "%s/%s", root, name);
     argv[argc++] = "--name";
@@ -54,6 +54,8 @@ static void make_cfg(node_config_t *cfg, const char *root, const char *name, con
     argv[argc++] = "--dht-host";
     argv[argc++] = "127.0.0.1";
     argv[argc++] = "--dht-port";
+    argv[argc++] = "0";
+    argv[argc++] = "--port"; /* the HTTP API: any free port */
     argv[argc++] = "0";
     argv[argc++] = "--data-dir";
     argv[argc++] = dd;

@@ -20,8 +20,8 @@ checking n1 still answers GET /health. Checks:
   both nodes (n2's through the network) about every second, stop after unsubscribe; a program
   started on n2 gives events process.state from n2; that start gives an audit event from n2;
   a third node joining gives a nodes join event;
-- interop: the npm `ws` client (test_ws_interop.js, when tests/integration/node_modules/ws is
-  installed) subscribes on n1 and receives metrics of n2, calls, pings and closes cleanly;
+- interop: the npm `ws` client (test_ws_interop.js, from tests/interop/node_modules, npm ci by
+  run.sh) subscribes on n1 and receives metrics of n2, calls, pings and closes cleanly;
 - a client that reads nothing while it asks for large answers is cut off (the node closes the
   connection) and the node keeps serving.
 Usage: test_ws.py BUILD_DIR
@@ -369,9 +369,9 @@ def test_npm_ws_interop(c):
     """The npm `ws` client subscribes on n1 and receives metrics of n2 (test_ws_interop.js)."""
     here = os.path.dirname(os.path.abspath(__file__))
     nodejs = shutil.which("node") or shutil.which("nodejs")
-    if not nodejs or not os.path.isdir(os.path.join(here, "node_modules", "ws")):
-        log("SKIP npm ws interop: node or tests/integration/node_modules/ws missing (run.sh installs them)")
-        return
+    mods = os.path.join(here, "..", "interop", "node_modules", "ws")
+    # run.sh test installs node and the pinned npm packages: their absence fails the test
+    assert nodejs and os.path.isdir(mods), "node or tests/interop/node_modules/ws missing (./run.sh test installs them)"
     r = subprocess.run([nodejs, os.path.join(here, "test_ws_interop.js"),
                         "ws://%s:%d/ws" % (HOST, c.n1.http_port), c.token, "n2"],
                        capture_output=True, timeout=40)
