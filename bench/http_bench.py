@@ -115,6 +115,8 @@ class Wrk:
             log("wrk failed: %s %s" % (res.stdout[-500:], res.stderr[-500:]))
         r = parse_wrk(res.stdout)
         r["server_cpu"] = round((c1 - c0) / wall, 3)  # cores used by the server during the run
+        # answers per CPU-second of the server: what it costs, whichever side is the bottleneck
+        r["per_cpu_s"] = round(r["rps"] / r["server_cpu"]) if r["server_cpu"] > 0 else None
         r["cmd"] = " ".join(cmd)
         return r
 
@@ -143,7 +145,8 @@ http {
     scgi_temp_path %(d)s/scgi;
     keepalive_requests 100000000;
     keepalive_timeout 60s;
-    open_file_cache max=16 valid=60s;  # the usual static-file tuning: no open() per request
+    open_file_cache max=16 inactive=60s;  # the usual static-file tuning: no open() per request
+    open_file_cache_valid 60s;
     server {
         listen 127.0.0.1:%(port)d;
         root %(d)s/www;
@@ -278,17 +281,18 @@ def main():
              .replace("nginx version: ", "") or "nginx (not installed)", len(health), threads,
              ",".join(map(str, sorted(server_cpu or []))) or "-", ",".join(map(str, sorted(wrk_cpus or []))) or "-",
              ab["node"], ab["nginx"] or "-"))
-    print("%-6s %4s %12s %12s %6s %16s %16s %10s %10s" % ("conns", "s", "node req/s", "nginx req/s", "ratio",
-                                                       "node p50/p99 ms", "nginx p50/p99 ms", "node cpu",
-                                                       "nginx cpu"))
+    print("%-6s %4s %12s %12s %6s %16s %16s %16s %16s" % ("conns", "s", "node req/s", "nginx req/s", "ratio",
+                                                       "node p50/p99 ms", "nginx p50/p99 ms", "node cpu,req/cpu-s",
+                                                       "nginx cpu,req/cpu-s"))
     for run in res["runs"]:
         n, x = run["node"], run["nginx"] or {}
-        print("%-6d %4d %12.0f %12.0f %6s %16s %16s %10.2f %10s" % (
+        print("%-6d %4d %12.0f %12.0f %6s %16s %16s %16s %16s" % (
             run["conns"], run["seconds"], n["rps"], x.get("rps", float("nan")),
             "%.2f" % run["ratio"] if run["ratio"] else "-",
             "%.3f / %.3f" % (n["p50_ms"], n["p99_ms"]),
-            "%.3f / %.3f" % (x["p50_ms"], x["p99_ms"]) if x else "-", n["server_cpu"],
-            "%.2f" % x["server_cpu"] if x else "-"))
+            "%.3f / %.3f" % (x["p50_ms"], x["p99_ms"]) if x else "-",
+            "%.2f, %s" % (n["server_cpu"], n["per_cpu_s"]),
+            "%.2f, %s" % (x["server_cpu"], x["per_cpu_s"]) if x else "-"))
         for who, w in (("node", n), ("nginx", x)):
             if w and (w["non2xx"] or w["socket_errors"]):
                 print("  %s: %d non-2xx answers, %d socket errors" % (who, w["non2xx"], w["socket_errors"]))
