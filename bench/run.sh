@@ -9,6 +9,7 @@
 #   5-7. The RPC paths and a 100-node mesh (issue 3).
 #   8. The local services (issue 4): bench/process_list.py, monitor_status.py, transfer.py.
 #   9. /metrics scrape latency (issue 5): bench/metrics_scrape.py.
+#  10. GET /health under wrk against nginx in the same run, /metrics under wrk (issue 5): bench/http_bench.py.
 # Prints tables; raw JSON goes to BUILD_DIR/bench-out/. Set BENCH_QUICK=1 to skip the 100k run.
 set -eu
 
@@ -311,4 +312,18 @@ if [ -n "$NODE" ] && [ -f "$HERE/metrics_scrape.py" ]; then
     $PY "$HERE/metrics_scrape.py" "$B" 1000 --json "$OUT/metrics_scrape.json" 2>"$OUT/metrics_scrape.log" ||
         { echo "metrics_scrape.py failed:"; tail -n 20 "$OUT/metrics_scrape.log"; }
     echo "target: /metrics scrape p99 <= 5 ms"
+fi
+
+# ---- 10. HTTP: GET /health under wrk against nginx in the same run, /metrics latency (issue 5) ----
+if [ -n "$NODE" ] && [ -f "$HERE/http_bench.py" ]; then
+    echo
+    if command -v wrk >/dev/null 2>&1; then
+        echo "== HTTP GET /health: p2p-node vs nginx under wrk (bench/http_bench.py; servers on cpu 0, wrk on the others)"
+        $PY "$HERE/http_bench.py" "$B" --json "$OUT/http_bench.json" 2>"$OUT/http_bench.log" |
+            grep -v '^{' || { echo "http_bench.py failed:"; tail -n 20 "$OUT/http_bench.log"; }
+        command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || echo "(nginx not installed: no ratio)"
+        echo "targets: ratio node/nginx reported (same wrk threads, connections, duration); /metrics p99 <= 5 ms"
+    else
+        echo "== HTTP vs nginx: skipped (wrk not installed; apt-get install wrk nginx)"
+    fi
 fi
