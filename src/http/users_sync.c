@@ -138,10 +138,10 @@ void users_sync_pack_rows(msgpack_packer *pk, const users_batch_t *b)
  * no NUL inside. */
 static bool get_str(const msgpack_object *o, char *out, size_t cap)
 {
-    if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= cap ||
-        memchr(o->via.str.ptr, 0, o->via.str.size))
-        return false;
-    memcpy(out, o->via.str.ptr, o->via.str.size);
+    if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= cap) return false;
+    /* an empty str may come with a NULL ptr: memchr and memcpy must not see it */
+    if (o->via.str.size > 0 && memchr(o->via.str.ptr, 0, o->via.str.size)) return false;
+    if (o->via.str.size > 0) memcpy(out, o->via.str.ptr, o->via.str.size);
     out[o->via.str.size] = 0;
     return true;
 }
