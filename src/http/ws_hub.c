@@ -105,13 +105,15 @@ static void client_send_take(ws_client_t *c, uint8_t *frame, size_t len)
 static void client_error(ws_client_t *c, json_t *id, int code, const char *msg, const char *param)
 {
     size_t len = 0;
-    client_send_take(c, http_ws_error_frame(id, code, msg, param, &len), len);
+    uint8_t *f = http_ws_error_frame(id, code, msg, param, &len); /* sets len: call it first */
+    client_send_take(c, f, len);
 }
 
 static void client_json(ws_client_t *c, json_t *j)
 {
     size_t len = 0;
-    if (j) client_send_take(c, http_ws_json_frame(j, &len), len);
+    uint8_t *f = j ? http_ws_json_frame(j, &len) : NULL; /* sets len: call it first */
+    if (f) client_send_take(c, f, len);
     json_decref(j);
 }
 
@@ -176,7 +178,8 @@ static void call_done(void *arg, char *json, size_t len)
     free(k);
     if (json) {
         size_t flen = 0;
-        client_send_take(c, http_ws_text_frame(json, len, &flen), flen);
+        uint8_t *f = http_ws_text_frame(json, len, &flen); /* sets flen: call it first */
+        client_send_take(c, f, flen);
         free(json);
     }
 }
