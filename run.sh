@@ -13,8 +13,9 @@ DEB_PACKAGES=(gcc pkg-config meson ninja-build libuv1-dev libsodium-dev libmsgpa
   libsqlite3-dev libjwt-dev libjansson-dev libcurl4-openssl-dev libssl-dev node-llhttp libcmocka-dev
   python3 python3-msgpack)
 # What the tests drive besides the build: node + npm for the interop clients (ws, jose,
-# secret-handshake; tests/interop/package-lock.json), a real Prometheus and promtool.
-TEST_PACKAGES=(prometheus)
+# secret-handshake; tests/interop/package-lock.json), a real Prometheus and promtool, curl and
+# openssl (certificates for the TLS test).
+TEST_PACKAGES=(prometheus curl openssl)
 BENCH_PACKAGES=(redis-server redis-tools hyperfine valgrind linux-perf)
 BENCH_PACKAGES+=(nginx prometheus-node-exporter) # peers of bench/metrics_scrape.py (issue 5)
 

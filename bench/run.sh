@@ -10,6 +10,7 @@
 #   8. The local services (issue 4): bench/process_list.py, monitor_status.py, transfer.py.
 #   9. issue 5 without wrk: /metrics scrape vs nginx and node_exporter, 1,000 WebSocket subscribers,
 #      login throughput (bench/metrics_scrape.py, ws_clients.py, login_rate.py).
+#  10. GET /health under wrk against nginx in the same run, /metrics under wrk (issue 5): bench/http_bench.py.
 # Prints tables; raw JSON goes to BUILD_DIR/bench-out/. Set BENCH_QUICK=1 to skip the 100k run.
 set -eu
 
@@ -322,4 +323,18 @@ if [ -n "$NODE" ]; then
     $PY "$HERE/login_rate.py" "$B" --seconds 8 --json "$OUT/login_rate.json" 2>"$OUT/login_rate.log" ||
         { echo "login_rate.py failed:"; tail -n 20 "$OUT/login_rate.log"; }
     echo "login throughput is bound by Argon2id by design (ratio: node logins/s over bare verifications/s)"
+fi
+
+# ---- 10. HTTP: GET /health under wrk against nginx in the same run, /metrics latency (issue 5) ----
+if [ -n "$NODE" ] && [ -f "$HERE/http_bench.py" ]; then
+    echo
+    if command -v wrk >/dev/null 2>&1; then
+        echo "== HTTP GET /health: p2p-node vs nginx under wrk (bench/http_bench.py; servers on cpu 0, wrk on the others)"
+        $PY "$HERE/http_bench.py" "$B" --json "$OUT/http_bench.json" 2>"$OUT/http_bench.log" |
+            grep -v '^{' || { echo "http_bench.py failed:"; tail -n 20 "$OUT/http_bench.log"; }
+        command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || echo "(nginx not installed: no ratio)"
+        echo "targets: ratio node/nginx reported (same wrk threads, connections, duration); /metrics p99 <= 5 ms"
+    else
+        echo "== HTTP vs nginx: skipped (wrk not installed; apt-get install wrk nginx)"
+    fi
 fi

@@ -155,6 +155,11 @@ static json_t *shape_stats(http_api_t *api, json_t *res)
                       "rate_limited", (json_int_t)s->rate_limited, "tls_errors",
                       (json_int_t)s->tls_errors));
     }
+    uint64_t calls, errors;
+    http_metrics_rpc_counts(api->metrics, &calls, &errors);
+    json_object_set_new(out, "rpc",
+                        json_pack("{s:I,s:I}", "calls", (json_int_t)calls, "errors",
+                                  (json_int_t)errors));
     json_object_set_new(out, "ws_clients", json_integer((json_int_t)http_ws_clients(api->ws)));
     if (node->peer) {
         rpc_peer_stats_t ps;

@@ -125,6 +125,9 @@ int http_metrics_start(http_api_t *api, char *err, size_t errlen);
 void http_metrics_stop(http_api_t *api);
 void http_metrics_scrape(http_exchange_t *x, http_api_t *api, const http_caller_t *who);
 void http_sd_prometheus(http_exchange_t *x, http_api_t *api, const http_caller_t *who);
+/* RPC calls this node dispatched (every door) since start, and those answered with an error
+ * (0, 0 for NULL). */
+void http_metrics_rpc_counts(const http_metrics_t *m, uint64_t *calls, uint64_t *errors);
 
 /* ws_hub.c: GET /ws, and what other parts read of it. */
 int http_ws_start(http_api_t *api, char *err, size_t errlen);

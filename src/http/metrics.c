@@ -76,6 +76,7 @@ struct http_metrics {
     uv_loop_t *loop;
     series_t *series; /* SERIES_SLOTS */
     size_t n_series;
+    uint64_t calls, call_errors; /* every observed call, and those answered with an error */
     char domains[N_DOMAINS][32];
     http_histogram_t hist[N_DOMAINS + 1]; /* the last is "other" */
     size_t n_domains;
@@ -182,9 +183,17 @@ static void observe_cb(void *ctx, const rpc_observation_t *o)
     series_t *s = find_series(m, d, meth, o->code);
     if (!s) s = find_series(m, "other", "other", o->code); /* the table is full */
     if (s) s->n++;
+    m->calls++;
+    if (o->code != 0) m->call_errors++;
     uint64_t now = p2p_mono_ms(); /* the clock start_ms comes from */
     double dur = now > o->start_ms ? (double)(now - o->start_ms) / 1000.0 : 0;
     http_histogram_observe(domain_hist(m, d), dur);
+}
+
+void http_metrics_rpc_counts(const http_metrics_t *m, uint64_t *calls, uint64_t *errors)
+{
+    *calls = m ? m->calls : 0;
+    *errors = m ? m->call_errors : 0;
 }
 
 /* --- the in-memory collectors (on the loop) ------------------------------------------------- */

@@ -96,6 +96,7 @@ typedef struct conn_req {
     } hdr[HTTP_MAX_HEADERS];
     size_t n_hdr;
     bool in_value;     /* the last callback was a header value */
+    bool value_done;   /* the last header's value is complete (a value now has no name) */
     size_t head_bytes; /* bytes of url + headers seen (limit HTTP_MAX_HEADER_BYTES) */
     p2p_buf_t body;
 } conn_req_t;
@@ -135,8 +136,12 @@ struct http_conn {
     bool in_feed;           /* inside the parse loop: an answer lets the loop go on */
     bool kicked;            /* on the server's kick list */
     http_conn_t *kick_next;
-    int err_status; /* the status a callback refused the request with (413, 414, 431) */
-    size_t queued;  /* bytes handed to uv_write and not yet written */
+    int err_status;           /* the status a callback refused the request with (413, 414, 431) */
+    const char *err_reason;   /* and why (static) */
+    const uint8_t *exec_base; /* the buffer llhttp runs over now (obs-fold detection) */
+    uint8_t tail[8];          /* the last bytes of the buffer before it */
+    size_t tail_len;
+    size_t queued; /* bytes handed to uv_write and not yet written */
     http_tls_t *tls;
     p2p_buf_t tls_out; /* scratch for ciphertext */
     const http_upgrade_ops_t *ops;

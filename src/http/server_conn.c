@@ -19,6 +19,8 @@ static int on_message_begin(llhttp_t *p);
 static int on_url(llhttp_t *p, const char *at, size_t len);
 static int on_header_field(llhttp_t *p, const char *at, size_t len);
 static int on_header_value(llhttp_t *p, const char *at, size_t len);
+static int on_header_field_complete(llhttp_t *p);
+static int on_header_value_complete(llhttp_t *p);
 static int on_headers_complete(llhttp_t *p);
 static int on_body(llhttp_t *p, const char *at, size_t len);
 static int on_message_complete(llhttp_t *p);
@@ -28,6 +30,8 @@ static const llhttp_settings_t settings = {
     .on_url = on_url,
     .on_header_field = on_header_field,
     .on_header_value = on_header_value,
+    .on_header_field_complete = on_header_field_complete,
+    .on_header_value_complete = on_header_value_complete,
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
     .on_message_complete = on_message_complete,
@@ -53,6 +57,7 @@ static int refuse(llhttp_t *p, int status, const char *why)
 {
     http_conn_t *c = p->data;
     c->err_status = status;
+    c->err_reason = why; /* llhttp replaces its own reason for some callbacks */
     llhttp_set_error_reason(p, why);
     return HPE_USER;
 }
@@ -72,6 +77,7 @@ static int on_message_begin(llhttp_t *p)
     r->url_len = 0;
     r->n_hdr = 0;
     r->in_value = false;
+    r->value_done = false;
     r->head_bytes = 0;
     c->err_status = 0;
     c->state = CONN_HEADERS;
@@ -104,7 +110,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     conn_req_t *r = c->req;
     if (head_add(p, r, len) < 0) return HPE_USER;
     if (c->state != CONN_HEADERS) return 0; /* trailers of a chunked body: not kept */
-    if (r->n_hdr == 0 || r->in_value) {
+    if (r->n_hdr == 0 || r->in_value || r->value_done) {
         if (r->n_hdr == HTTP_MAX_HEADERS) return refuse(p, 431, "too many request headers");
         r->hdr[r->n_hdr].name_off = r->arena.len;
         r->hdr[r->n_hdr].name_len = 0;
@@ -112,9 +118,45 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
         r->hdr[r->n_hdr].value_len = 0;
         r->n_hdr++;
         r->in_value = false;
+        r->value_done = false;
     }
     if (p2p_buf_append(&r->arena, at, len) < 0) return refuse(p, 431, "request too large");
     r->hdr[r->n_hdr - 1].name_len += len;
+    return 0;
+}
+
+/* True when the value bytes at `at` follow a line break and blanks: a folded line, which llhttp
+ * passes on as more of the value (RFC 9112 5.2: refuse it). Looks back through the buffer being
+ * parsed, then the tail of the one before. */
+static bool folded(const http_conn_t *c, const char *at)
+{
+    const char *base = (const char *)c->exec_base;
+    bool blank = *at == ' ' || *at == '\t'; /* llhttp may pass the fold's blanks as value */
+    for (const char *q = at; q > base;) {
+        char ch = *--q;
+        if (ch == ' ' || ch == '\t') {
+            blank = true;
+            continue;
+        }
+        return ch == '\n' && blank;
+    }
+    for (size_t i = c->tail_len; i > 0; i--) {
+        uint8_t ch = c->tail[i - 1];
+        if (ch == ' ' || ch == '\t') {
+            blank = true;
+            continue;
+        }
+        return ch == '\n' && blank;
+    }
+    return false;
+}
+
+static int on_header_field_complete(llhttp_t *p)
+{
+    http_conn_t *c = p->data;
+    conn_req_t *r = c->req;
+    if (c->state == CONN_HEADERS && r->n_hdr > 0 && r->hdr[r->n_hdr - 1].name_len == 0)
+        return refuse(p, 400, "empty header name");
     return 0;
 }
 
@@ -123,7 +165,9 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     http_conn_t *c = p->data;
     conn_req_t *r = c->req;
     if (head_add(p, r, len) < 0) return HPE_USER;
-    if (c->state != CONN_HEADERS || r->n_hdr == 0) return 0;
+    if (c->state != CONN_HEADERS) return 0;
+    if (r->n_hdr == 0 || r->value_done) return refuse(p, 400, "header line without a name");
+    if (folded(c, at)) return refuse(p, 400, "obsolete line folding in a header value");
     if (!r->in_value) {
         r->hdr[r->n_hdr - 1].value_off = r->arena.len;
         r->in_value = true;
@@ -158,6 +202,13 @@ static bool value_is(const char *v, size_t len, const char *want)
     return len == strlen(want) && strncasecmp(v, want, len) == 0;
 }
 
+static int on_header_value_complete(llhttp_t *p)
+{
+    http_conn_t *c = p->data;
+    if (c->req) c->req->value_done = true;
+    return 0;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     http_conn_t *c = p->data;
@@ -165,10 +216,19 @@ static int on_headers_complete(llhttp_t *p)
     if (p->http_major != 1) return refuse(p, 505, "HTTP version not supported");
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > HTTP_MAX_BODY)
         return refuse(p, 413, "request body too large");
+    size_t len;
+    const char *v = req_header(r, "transfer-encoding", &len);
+    if (v) {
+        /* only "chunked" alone is accepted; with a Content-Length it is smuggling */
+        if ((p->flags & F_CONTENT_LENGTH) || req_header(r, "content-length", &len))
+            return refuse(p, 400, "Content-Length with Transfer-Encoding");
+        v = req_header(r, "transfer-encoding", &len);
+        if (!value_is(v, len, "chunked"))
+            return refuse(p, 501, "only the chunked transfer coding is supported");
+    }
     c->state = CONN_BODY;
     c->deadline_ms = uv_now(c->srv->loop) + HTTP_BODY_TIMEOUT_MS;
-    size_t len;
-    const char *v = req_header(r, "expect", &len);
+    v = req_header(r, "expect", &len);
     if (v && value_is(v, len, "100-continue") && p->http_minor >= 1) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         uv_buf_t b = uv_buf_init((char *)cont, sizeof(cont) - 1);
@@ -690,7 +750,14 @@ static void dispatch(http_conn_t *c)
  * all was consumed without one, -1 after refusing a malformed request. */
 static int parse(http_conn_t *c, const uint8_t *p, size_t n, size_t *used)
 {
+    c->exec_base = p;
     llhttp_errno_t e = llhttp_execute(&c->parser, (const char *)p, n);
+    /* the last bytes of (tail + p), for the next buffer's look-back */
+    size_t keep = n < sizeof(c->tail) ? n : sizeof(c->tail);
+    size_t old = c->tail_len + keep > sizeof(c->tail) ? sizeof(c->tail) - keep : c->tail_len;
+    memmove(c->tail, c->tail + c->tail_len - old, old);
+    memcpy(c->tail + old, p + n - keep, keep);
+    c->tail_len = old + keep;
     if (e == HPE_OK) {
         *used = n;
         return 0;
@@ -711,7 +778,7 @@ static int parse(http_conn_t *c, const uint8_t *p, size_t n, size_t *used)
     const char *why = llhttp_get_error_reason(&c->parser);
     char msg[160];
     snprintf(msg, sizeof(msg), "malformed request: %s", why && why[0] ? why : llhttp_errno_name(e));
-    refuse_conn(c, status, c->err_status ? (why ? why : "refused") : msg);
+    refuse_conn(c, status, c->err_status ? c->err_reason : msg);
     return -1;
 }
 

@@ -371,6 +371,24 @@ static void test_refusals(void **state)
                          &r),
                      400);
     free(r.body);
+    /* strict header rules: a name with a blank, an empty name, a folded line, other codings */
+    const char *bad400[] = {
+        "GET /hello HTTP/1.1\r\nBad Name: x\r\n\r\n",
+        "GET /hello HTTP/1.1\r\nHost: x\r\n: empty\r\n\r\n",
+        "GET /hello HTTP/1.1\r\nX-Fold: a\r\n folded\r\n\r\n",
+        "POST /echo HTTP/1.1\r\nTransfer-Encoding:\r\nContent-Length: 1\r\n\r\nx",
+        "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}XX0\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(bad400) / sizeof(bad400[0]); i++) {
+        assert_int_equal(one(f, bad400[i], &r), 400);
+        free(r.body);
+    }
+    assert_int_equal(one(f,
+                         "POST /echo HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                         "0\r\n\r\n",
+                         &r) >= 400,
+                     1);
+    free(r.body);
     assert_int_equal(one(f, "GARBAGE\r\n\r\n", &r), 400);
     free(r.body);
     assert_int_equal(one(f, "GET /hello HTTP/2.0\r\n\r\n", &r) >= 400, 1);
