@@ -2,15 +2,18 @@
 """ws_clients.py BUILD_DIR [--clients N] [--seconds S] [--json FILE]: what WebSocket subscribers
 cost a node (issue 5 target: 1,000 clients subscribed to `metrics` cost <= 10 % of a core).
 
-Starts a 2-node loopback network (n1, n2 joining through it), opens N (default 1,000) WebSocket
-connections to n1's /ws with a viewer token, subscribes each to `metrics` (events for n1 and for
-n2, the latter fetched through the network every second), waits until every client has received
-an event, then for S seconds (default 30) reads and counts every frame in one selector loop
-(answering pings) while sampling n1's CPU time (utime + stime of /proc/PID/stat) at the start and
-the end. A second run of the same length with no client gives the node's idle CPU. Prints one
-JSON line: clients, events received per second, node CPU % of one core with the clients, idle,
-and the difference, plus n1's RSS with the clients. Uses tests/integration/p2p.py and
-ws_client.py.
+Starts a 2-node loopback network (n1, n2 joining through it; HTTP_RATE_LIMIT=0 on both, since
+every client comes from 127.0.0.1 and the default per-address limit, 100 requests/s, would answer
+most of the 1,000 upgrades 429), then measures n1's CPU time (utime + stime of /proc/PID/stat,
+sampled at the start and the end of a window of S seconds, default 20) three times in the same
+run: no client (the metrics feed does not run), 1 client subscribed to `metrics` (the feed runs:
+system.*.monitor.status fan-out every second, n2's through the network) and N clients (default
+1,000) subscribed. The clients are read in one selector loop that parses and counts every frame
+and answers pings; every client must have received an event before its window starts. The
+soft RLIMIT_NOFILE is raised to the hard limit (inherited by the nodes). Prints a table and one
+JSON line: node CPU % of one core in each window, the cost of the N clients over no client and
+over 1 client, events received per second, clients closed by the node, n1's RSS with the clients.
+Uses tests/integration/p2p.py and ws_client.py.
 """
 
 import json
@@ -53,6 +56,7 @@ class Conn:
         self.sock = w.sock
         self.buf = bytearray(w.buf)
         self.events = 0
+        self.event_bytes = 0
 
     def pump(self):
         try:
@@ -86,6 +90,7 @@ class Conn:
                 return False
             elif op == wsc.TEXT and payload.startswith(b'{"topic"'):
                 self.events += 1
+                self.event_bytes += n
         return True
 
 
@@ -95,7 +100,7 @@ def measure(pid, conns, seconds):
         c.sock.setblocking(False)
         sel.register(c.sock, selectors.EVENT_READ, c)
     for c in conns:
-        c.events = 0
+        c.events = c.event_bytes = 0
     closed = 0
     c0, t0 = cpu_seconds(pid), time.monotonic()
     while time.monotonic() - t0 < seconds:
@@ -105,47 +110,69 @@ def measure(pid, conns, seconds):
                 closed += 1
     c1, t1 = cpu_seconds(pid), time.monotonic()
     sel.close()
-    return 100.0 * (c1 - c0) / (t1 - t0), sum(c.events for c in conns) / (t1 - t0), closed
+    n_ev = sum(c.events for c in conns)
+    measure.mean_bytes = sum(c.event_bytes for c in conns) / n_ev if n_ev else 0
+    return 100.0 * (c1 - c0) / (t1 - t0), n_ev / (t1 - t0), closed
 
 
 def main():
     build = p2p.build_dir()
     n_clients = arg("--clients", 1000)
-    seconds = arg("--seconds", 30.0)
+    seconds = arg("--seconds", 20.0)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = min(hard, max(soft, n_clients * 2 + 256))
+    want = hard if hard != resource.RLIM_INFINITY else max(soft, n_clients * 2 + 256)
     resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))  # inherited by the nodes
     if want < n_clients + 64:
         raise SystemExit("the file descriptor limit (%d) is too low for %d clients" % (want, n_clients))
-    net = p2p.Network()
+    net = p2p.MeshNetwork(extra_env={"HTTP_RATE_LIMIT": "0", "LOG_LEVEL": "WARNING"})
     root = p2p.tmpdir("p2p-bench-ws-")
     n1, n2 = p2p.start_mesh(net, root, ["n1", "n2"])
     p2p.wait_until(lambda: p2p.lists_up(n1, ["n1", "n2"]), 60, what="n1 lists n2 up")
     token = n1.token("viewer")
     pid = n1.proc.pid
 
-    p2p.log("idle node for %.0f s" % seconds)
+    p2p.log("no client: %.0f s" % seconds)
     idle, _, _ = measure(pid, [], seconds)
 
-    p2p.log("opening %d clients" % n_clients)
-    conns = []
-    for i in range(n_clients):
-        w = wsc.WS("127.0.0.1", n1.http_port, token=token, timeout=10).connect()
-        w.send_json({"subscribe": "metrics"})
-        conns.append(Conn(w))
-    for c in conns:  # the subscription answers, then one event each
-        c.w.buf = bytes(c.buf)
-        c.w.recv_json(timeout=20, pred=lambda m: "subscribed" in m)
-        c.w.recv_json(timeout=20, pred=lambda m: m.get("topic") == "metrics")
-        c.buf = bytearray(c.w.buf)
-    p2p.log("every client got an event; measuring %.0f s" % seconds)
+    def open_clients(n):
+        conns = []
+        for _ in range(n):
+            w = wsc.WS("127.0.0.1", n1.http_port, token=token, timeout=10).connect()
+            w.send_json({"subscribe": "metrics"})
+            conns.append(Conn(w))
+        for c in conns:  # the subscription answer, then one event each
+            c.w.buf = bytes(c.buf)
+            c.w.recv_json(timeout=20, pred=lambda m: "subscribed" in m)
+            c.w.recv_json(timeout=20, pred=lambda m: m.get("topic") == "metrics")
+            c.buf = bytearray(c.w.buf)
+        return conns
+
+    one = open_clients(1)
+    p2p.log("1 client subscribed: %.0f s" % seconds)
+    single, rate1, _ = measure(pid, one, seconds)
+
+    p2p.log("opening %d more clients" % (n_clients - 1))
+    t = time.monotonic()
+    conns = one + open_clients(n_clients - 1)
+    p2p.log("%d clients subscribed in %.1f s, each got an event; measuring %.0f s"
+            % (n_clients, time.monotonic() - t, seconds))
     busy, rate, closed = measure(pid, conns, seconds)
     rss = n1.rss_kb()
-    out = {"clients": n_clients, "seconds": seconds, "events_per_s": round(rate, 1),
-           "events_per_client_per_s": round(rate / n_clients, 3),
-           "node_cpu_pct": round(busy, 2), "idle_cpu_pct": round(idle, 2),
-           "clients_cpu_pct": round(busy - idle, 2), "clients_closed": closed,
+    out = {"clients": n_clients, "seconds": seconds,
+           "node_cpu_pct": {"no_client": round(idle, 2), "one_client": round(single, 2),
+                            "clients": round(busy, 2)},
+           "clients_cpu_pct": round(busy - idle, 2), "clients_over_one_cpu_pct": round(busy - single, 2),
+           "events_per_s": round(rate, 1), "events_per_client_per_s": round(rate / n_clients, 3),
+           "events_per_s_one_client": round(rate1, 2), "event_mean_bytes": round(measure.mean_bytes),
+           "clients_closed": closed,
            "node_rss_kb": rss, "target_cpu_pct": 10.0}
+    print("%-34s %s" % ("window (%.0f s each)" % seconds, "n1 CPU % of one core"))
+    print("%-34s %6.2f" % ("no client", idle))
+    print("%-34s %6.2f   (%.2f events/s)" % ("1 client subscribed to metrics", single, rate1))
+    print("%-34s %6.2f   (%.0f events/s, %.2f per client, %.0f bytes each; %d closed)"
+          % ("%d clients subscribed" % n_clients, busy, rate, rate / n_clients, measure.mean_bytes, closed))
+    print("cost of the %d clients: %.2f %% of a core over no client (%.2f over 1 client); target <= 10 %%: %s"
+          % (n_clients, busy - idle, busy - single, "met" if busy - idle <= 10.0 else "NOT met"))
     print(json.dumps(out))
     path = arg("--json", "")
     if path:
