@@ -17,7 +17,7 @@ DEB_PACKAGES=(gcc pkg-config meson ninja-build libuv1-dev libsodium-dev libmsgpa
 # openssl (certificates for the TLS test).
 TEST_PACKAGES=(prometheus curl openssl)
 BENCH_PACKAGES=(redis-server redis-tools hyperfine valgrind linux-perf)
-BENCH_PACKAGES+=(nginx prometheus-node-exporter) # peers of bench/metrics_scrape.py (issue 5)
+BENCH_PACKAGES+=(nginx prometheus-node-exporter wrk) # peers and load of the HTTP benches (issue 5)
 
 need_root() { if [ "$(id -u)" -ne 0 ]; then echo sudo; fi; }
 
