@@ -93,7 +93,7 @@ static int no_passphrase_cb(char *buf, int size, int rwflag, void *u)
     (void)buf;
     (void)size;
     (void)rwflag;
-    *(bool *)u = true;
+    if (u) *(bool *)u = true;
     return -1;
 }
 
