@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -31,28 +32,51 @@ struct http_tls {
 
 /* --- the context ------------------------------------------------------------------------- */
 
-/* Writes "what: reason" to err, the reason taken from OpenSSL's error queue (then cleared). */
+/* The first (most specific) reason in OpenSSL's error queue, which is then cleared; sets
+ * *mismatch when a key was found not to match its certificate. */
+static void ssl_reason(char *buf, size_t len, bool *mismatch)
+{
+    unsigned long e, first = 0;
+    *mismatch = false;
+    while ((e = ERR_get_error()) != 0) {
+        if (!first) first = e;
+        if (ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH)
+            *mismatch = true;
+    }
+    const char *r = first ? ERR_reason_error_string(first) : NULL;
+    /* OpenSSL 3's key decoders say only "unsupported" for a file without a key they can read */
+    if (first && ERR_GET_LIB(first) == ERR_LIB_OSSL_DECODER &&
+        ERR_GET_REASON(first) == ERR_R_UNSUPPORTED)
+        r = "no readable private key in it";
+    if (r)
+        snprintf(buf, len, "%s", r);
+    else if (first)
+        ERR_error_string_n(first, buf, len);
+    else
+        snprintf(buf, len, "unknown error");
+}
+
+/* Writes "what: reason" to err (the reason from OpenSSL's error queue, then cleared). */
 static void ssl_err(char *err, size_t errlen, const char *fmt, ...)
 {
-    char what[512];
+    char what[512], reason[256];
+    bool mismatch;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
-    unsigned long e = ERR_peek_last_error();
-    const char *reason = e ? ERR_reason_error_string(e) : NULL;
-    char buf[256];
-    if (!reason && e) {
-        ERR_error_string_n(e, buf, sizeof(buf));
-        reason = buf;
-    }
-    if (err && errlen) snprintf(err, errlen, "%s: %s", what, reason ? reason : "unknown error");
-    ERR_clear_error();
+    ssl_reason(reason, sizeof(reason), &mismatch);
+    if (err && errlen) snprintf(err, errlen, "%s: %s", what, reason);
 }
 
-/* Checks that path can be opened, for a clearer message than OpenSSL's. */
+/* Checks that path can be opened and is no directory, for a clearer message than OpenSSL's. */
 static int check_readable(const char *what, const char *path, char *err, size_t errlen)
 {
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        if (err && errlen) snprintf(err, errlen, "%s %s is a directory", what, path);
+        return -EINVAL;
+    }
     FILE *f = fopen(path, "rb");
     if (!f) {
         if (err && errlen)
@@ -63,13 +87,13 @@ static int check_readable(const char *what, const char *path, char *err, size_t 
     return 0;
 }
 
-/* An encrypted key would make OpenSSL prompt on the terminal: refuse instead. */
+/* An encrypted key would make OpenSSL prompt on the terminal: refuse instead (and note it). */
 static int no_passphrase_cb(char *buf, int size, int rwflag, void *u)
 {
     (void)buf;
     (void)size;
     (void)rwflag;
-    (void)u;
+    if (u) *(bool *)u = true;
     return -1;
 }
 
@@ -108,7 +132,9 @@ int http_tls_ctx_new(const char *cert_file, const char *key_file, http_tls_ctx_t
         return -ENOMEM;
     }
     SSL_CTX *s = c->ssl;
+    bool asked = false;
     SSL_CTX_set_default_passwd_cb(s, no_passphrase_cb);
+    SSL_CTX_set_default_passwd_cb_userdata(s, &asked);
     if (SSL_CTX_set_min_proto_version(s, TLS1_2_VERSION) != 1 ||
         SSL_CTX_set_cipher_list(s, "ECDHE+AESGCM:ECDHE+CHACHA20") != 1) {
         ssl_err(err, errlen, "cannot configure TLS");
@@ -124,15 +150,25 @@ int http_tls_ctx_new(const char *cert_file, const char *key_file, http_tls_ctx_t
         ssl_err(err, errlen, "cannot load TLS certificate chain %s (PEM)", cert_file);
         goto fail;
     }
-    if (SSL_CTX_use_PrivateKey_file(s, key_file, SSL_FILETYPE_PEM) != 1) {
-        ssl_err(err, errlen, "cannot load TLS private key %s (PEM, unencrypted)", key_file);
+    /* the key is checked against the certificate while it is loaded, and once more after */
+    if (SSL_CTX_use_PrivateKey_file(s, key_file, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(s) != 1) {
+        char reason[256];
+        bool mismatch;
+        ssl_reason(reason, sizeof(reason), &mismatch);
+        if (err && errlen && asked)
+            snprintf(err, errlen,
+                     "TLS private key %s is encrypted (a key without passphrase is needed)",
+                     key_file);
+        else if (err && errlen && mismatch)
+            snprintf(err, errlen, "TLS private key %s does not match the certificate %s", key_file,
+                     cert_file);
+        else if (err && errlen)
+            snprintf(err, errlen, "cannot load TLS private key %s (PEM, unencrypted): %s", key_file,
+                     reason);
         goto fail;
     }
-    if (SSL_CTX_check_private_key(s) != 1) {
-        ssl_err(err, errlen, "TLS private key %s does not match the certificate %s", key_file,
-                cert_file);
-        goto fail;
-    }
+    SSL_CTX_set_default_passwd_cb_userdata(s, NULL); /* `asked` goes out of scope */
     *out = c;
     return 0;
 fail:
