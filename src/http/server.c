@@ -484,7 +484,12 @@ int http_server_start(uv_loop_t *loop, const http_config_t *cfg, http_handler_fn
     s->handler = handler;
     s->ctx = ctx;
     s->max_conns = cfg->max_connections ? cfg->max_connections : HTTP_MAX_CONNECTIONS;
-    if ((r = http_ratelimit_init(&s->rl, cfg->rate_per_s, cfg->rate_burst)) < 0) goto fail_free;
+    if ((r = http_ratelimit_init(&s->rl, cfg->rate_per_s, cfg->rate_burst)) < 0) {
+        if (r == -EINVAL)
+            snprintf(err, errlen, "bad HTTP rate limit (%g/s, burst %g)", cfg->rate_per_s,
+                     cfg->rate_burst);
+        goto fail_free;
+    }
     for (size_t i = 0; i < cfg->n_cors_origins; i++) {
         if (strcmp(cfg->cors_origins[i], "*") == 0) s->cors_any = true;
         if (!(s->cors[s->n_cors] = strdup(cfg->cors_origins[i]))) {
