@@ -14,6 +14,7 @@
 #include "http/ws-internal.h"
 #include "node/log.h"
 #include "node/members.h"
+#include "rpc/rpc-internal.h"
 
 #define HUB_TOKEN_TTL_S 600 /* the hub's own polling token; minted again with 60 s left */
 
@@ -35,7 +36,8 @@ struct ws_client {
     bool authed, closing;
     rpc_role_t role;
     char sub[RPC_MAX_SUB + 1];
-    char *token; /* malloc'd copy, for calls and re-verification */
+    char *token;          /* malloc'd copy, for calls and re-verification */
+    rpc_principal_t *acl; /* the token's targets/methods claims, NULL when it has none */
     size_t token_len;
     unsigned topics; /* bit per enum http_ws_topic */
     uint64_t opened_ms, last_rx_ms, ping_ms, verified_ms;
@@ -128,6 +130,21 @@ static void client_close(ws_client_t *c, int code, const char *reason)
     http_conn_close(c->conn);
 }
 
+/* The method a topic's events come from, for a token's methods claim. */
+static const char *topic_method(int topic)
+{
+    switch (topic) {
+    case HTTP_WS_TOPIC_METRICS:
+        return "monitor.status";
+    case HTTP_WS_TOPIC_EVENTS:
+        return "monitor.events";
+    case HTTP_WS_TOPIC_AUDIT:
+        return "node.audit";
+    default:
+        return "node.nodes";
+    }
+}
+
 static void broadcast(hub_t *h, int topic, const char *node, json_t *data)
 {
     size_t len = 0;
@@ -135,6 +152,8 @@ static void broadcast(hub_t *h, int topic, const char *node, json_t *data)
     for (ws_client_t *c = h->clients, *next; c; c = next) {
         next = c->next;
         if (c->closing || !(c->topics & (1u << topic))) continue;
+        /* a token limited to some nodes or methods sees only their events, as with calls */
+        if (c->acl && node && !rpc_principal_allows(c->acl, node, topic_method(topic))) continue;
         if (!f && !(f = http_ws_event_frame(topic, node, data, &len))) return;
         client_send(c, f, len);
     }
@@ -143,23 +162,38 @@ static void broadcast(hub_t *h, int topic, const char *node, json_t *data)
 
 /* --- sessions ------------------------------------------------------------------------------ */
 
-/* Verifies a token and binds it to c. Returns 0 or -EACCES with *why. */
+/* Verifies a token and binds it to c, with its targets/methods claims kept for the topic filter.
+ * Returns 0 or -EACCES with *why. */
 static int client_auth(ws_client_t *c, const char *token, size_t len, const char **why)
 {
-    http_caller_t who;
-    if (http_api_verify(c->hub->api, token, len, &who, why) < 0) return -EACCES;
+    rpc_principal_t *p = malloc(sizeof(*p));
     char *copy = malloc(len + 1);
-    if (!copy) {
+    if (!p || !copy) {
+        free(p);
+        free(copy);
         *why = "out of memory";
+        return -EACCES;
+    }
+    rpc_auth_config_t auth;
+    node_auth_config(c->hub->node, &auth);
+    if (rpc_jwt_verify(&auth, token, len, p2p_wall_ms() / 1000, p, why) < 0) {
+        free(p);
+        free(copy);
         return -EACCES;
     }
     memcpy(copy, token, len);
     copy[len] = 0;
+    c->role = p->role;
+    snprintf(c->sub, sizeof(c->sub), "%s", p->sub);
+    if (p->n_targets == 0 && p->n_methods == 0) {
+        free(p);
+        p = NULL;
+    }
+    free(c->acl);
+    c->acl = p;
     free(c->token);
     c->token = copy;
     c->token_len = len;
-    c->role = who.role;
-    snprintf(c->sub, sizeof(c->sub), "%s", who.sub);
     c->authed = true;
     c->verified_ms = hub_now(c->hub);
     return 0;
@@ -322,6 +356,7 @@ static void on_close(void *ctx)
     }
     http_ws_dec_free(&c->dec);
     free(c->token);
+    free(c->acl);
     free(c);
     hub_maybe_done(h);
 }
@@ -388,6 +423,7 @@ void http_ws_upgrade(http_exchange_t *x, http_api_t *api, const http_caller_t *w
     http_ws_dec_init(&c->dec, WS_MAX_MESSAGE);
     if (handshake_token(c, req, who, &why) < 0) {
         free(c->token);
+        free(c->acl);
         free(c);
         http_api_error(x, RPC_ERR_UNAUTHENTICATED, why, "access_token");
         return;
@@ -395,6 +431,7 @@ void http_ws_upgrade(http_exchange_t *x, http_api_t *api, const http_caller_t *w
     if (http_add_header(x, "Upgrade", "websocket") < 0 ||
         http_add_header(x, "Sec-WebSocket-Accept", accept) < 0) {
         free(c->token);
+        free(c->acl);
         free(c);
         http_respond_error(x, 500, RPC_ERR_INTERNAL, "out of memory", NULL);
         return;
@@ -403,6 +440,7 @@ void http_ws_upgrade(http_exchange_t *x, http_api_t *api, const http_caller_t *w
     c->conn = http_upgrade(x, &client_ops, c);
     if (!c->conn) {
         free(c->token);
+        free(c->acl);
         free(c);
         return;
     }

@@ -378,11 +378,13 @@ class Client:
         return self.call("rpc.auth", {"token": token})
 
 
-def mint_token(net, role, data_dir, sub=None):
-    """A JWT minted by `p2p-node token` with the network's auth secret."""
+def mint_token(net, role, data_dir, sub=None, extra=()):
+    """A JWT minted by `p2p-node token` with the network's auth secret; extra: more flags
+    (e.g. ["--targets", "web-*"])."""
     a = [node_bin(), "token", "--role", role, "--data-dir", data_dir]
     if sub:
         a += ["--sub", sub]
+    a += list(extra)
     r = subprocess.run(a, env=net.env(), capture_output=True, timeout=20)
     if r.returncode != 0:
         raise RuntimeError("p2p-node token failed (%d): %s" % (r.returncode, r.stderr.decode(errors="replace")))

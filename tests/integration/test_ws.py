@@ -282,6 +282,31 @@ def test_metrics_topic(c):
     w.shutdown()
 
 
+def test_topic_acl(c):
+    """A token limited to node n1 (`--targets n1`) sees n1's metrics and never n2's, as its calls
+    to n2 are refused; one limited to node.* methods sees no metrics at all."""
+    t = p2p.mint_token(c.net, "viewer", c.n1.data_dir, extra=["--targets", "n1"])
+    w = ws(c, token=t)
+    w.send_json({"subscribe": "metrics"})
+    w.recv_json(pred=lambda m: "subscribed" in m)
+    got = collect(w, 4.0, lambda m: m.get("topic") == "metrics")
+    nodes = {m["node"] for m in got}
+    assert nodes == {"n1"}, nodes
+    w.send_json({"id": 2, "method": "system.n2.node.info"})
+    r = w.recv_json(pred=lambda m: m.get("id") == 2)
+    assert "error" in r, r
+    w.shutdown()
+    t = p2p.mint_token(c.net, "viewer", c.n1.data_dir, extra=["--methods", "node.*"])
+    w = ws(c, token=t)
+    w.send_json({"subscribe": "metrics"})
+    w.recv_json(pred=lambda m: "subscribed" in m)
+    got = collect(w, 3.0, lambda m: m.get("topic") == "metrics")
+    assert not got, got[:2]
+    w.send_json({"subscribe": "nodes"})
+    w.recv_json(pred=lambda m: "subscribed" in m)
+    w.shutdown()
+
+
 def test_events_audit_topics(c):
     w = ws(c)
     w.send_json({"subscribe": "events"})
@@ -388,7 +413,7 @@ def main():
     c.token = c.n1.token("viewer")
     r = p2p.Runner()
     for t in (test_handshake, test_first_message_auth, test_rpc, test_frame_rules,
-              test_close_codes, test_fragmentation_ping, test_metrics_topic,
+              test_close_codes, test_fragmentation_ping, test_metrics_topic, test_topic_acl,
               test_events_audit_topics, test_nodes_topic, test_npm_ws_interop,
               test_slow_client_cut_off):
         r.run(t, c)

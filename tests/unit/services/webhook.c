@@ -24,30 +24,36 @@
 #include "services/webhook.h"
 
 /* Answers POST /ok 200, /flaky 500 then 200, /fail 500, /bad 400, /slow after 3 s; prints
- * "POST <path> <body>" for each request before answering. */
-static const char SERVER[] = "import http.server, sys, time\n"
-                             "seen = {}\n"
-                             "class H(http.server.BaseHTTPRequestHandler):\n"
-                             "    protocol_version = 'HTTP/1.1'\n"
-                             "    def log_message(self, *a): pass\n"
-                             "    def do_POST(self):\n"
-                             "        n = int(self.headers.get('Content-Length', '0'))\n"
-                             "        body = self.rfile.read(n).decode()\n"
-                             "        ct = self.headers.get('Content-Type', '')\n"
-                             "        print('POST', self.path, ct, body, flush=True)\n"
-                             "        seen[self.path] = seen.get(self.path, 0) + 1\n"
-                             "        code = 200\n"
-                             "        if self.path == '/fail' or (self.path == '/flaky' and "
-                             "seen[self.path] == 1): code = 500\n"
-                             "        if self.path == '/bad': code = 400\n"
-                             "        if self.path == '/slow': time.sleep(3)\n"
-                             "        self.send_response(code)\n"
-                             "        self.send_header('Content-Length', '2')\n"
-                             "        self.end_headers()\n"
-                             "        self.wfile.write(b'ok')\n"
-                             "s = http.server.ThreadingHTTPServer(('127.0.0.1', 0), H)\n"
-                             "print('PORT', s.server_address[1], flush=True)\n"
-                             "s.serve_forever()\n";
+ * "POST <path> <body>" for each request before answering, one whole line under a lock (print()
+ * from two handler threads can interleave its pieces, which once failed CI). */
+static const char SERVER[] =
+    "import http.server, sys, threading, time\n"
+    "seen = {}\n"
+    "lock = threading.Lock()\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    protocol_version = 'HTTP/1.1'\n"
+    "    def log_message(self, *a): pass\n"
+    "    def do_POST(self):\n"
+    "        n = int(self.headers.get('Content-Length', '0'))\n"
+    "        body = self.rfile.read(n).decode()\n"
+    "        ct = self.headers.get('Content-Type', '')\n"
+    "        with lock:\n"
+    "            sys.stdout.write(' '.join(('POST', self.path, ct, body)) + "
+    "'\\n')\n"
+    "            sys.stdout.flush()\n"
+    "            seen[self.path] = seen.get(self.path, 0) + 1\n"
+    "        code = 200\n"
+    "        if self.path == '/fail' or (self.path == '/flaky' and "
+    "seen[self.path] == 1): code = 500\n"
+    "        if self.path == '/bad': code = 400\n"
+    "        if self.path == '/slow': time.sleep(3)\n"
+    "        self.send_response(code)\n"
+    "        self.send_header('Content-Length', '2')\n"
+    "        self.end_headers()\n"
+    "        self.wfile.write(b'ok')\n"
+    "s = http.server.ThreadingHTTPServer(('127.0.0.1', 0), H)\n"
+    "print('PORT', s.server_address[1], flush=True)\n"
+    "s.serve_forever()\n";
 
 typedef struct server {
     pid_t pid;
