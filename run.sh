@@ -84,9 +84,21 @@ cmd_join() {
   exec "$BUILD/p2p-node" --bootstrap "$contact" "$@"
 }
 
+demo_stop() { # the demo's trap: stop the nodes it started, once; keeps the exit status
+  local rc=$?
+  trap - EXIT INT TERM
+  [ ${#DEMO_PIDS[@]} -gt 0 ] && kill "${DEMO_PIDS[@]}" 2>/dev/null
+  wait 2>/dev/null
+  echo; echo "demo stopped"
+  exit "$rc"
+}
+
 cmd_demo() {
-  cmd_build
-  local base=$ROOT/data/demo
+  # DEMO_BUILD: an existing build dir to run instead of building build/ (the tests pass theirs)
+  local BUILD=$BUILD
+  if [ -n "${DEMO_BUILD:-}" ]; then BUILD=$DEMO_BUILD; else cmd_build; fi
+  # DEMO_DIR, DEMO_DHT_PORT and DEMO_HTTP_PORT move it (tests/integration/test_demo.py does)
+  local base=${DEMO_DIR:-$ROOT/data/demo} dht0=${DEMO_DHT_PORT:-5678} http0=${DEMO_HTTP_PORT:-8000}
   mkdir -p "$base"
   local netkey
   if [ -f "$base/network.key" ]; then netkey=$(cat "$base/network.key"); else
@@ -94,15 +106,15 @@ cmd_demo() {
   local secret
   if [ -f "$base/auth.secret" ]; then secret=$(cat "$base/auth.secret"); else
     secret=$(head -c 32 /dev/urandom | base64); echo "$secret" > "$base/auth.secret"; chmod 600 "$base/auth.secret"; fi
-  local pids=()
-  trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; echo; echo "demo stopped"' EXIT INT TERM
+  DEMO_PIDS=()
+  trap demo_stop EXIT INT TERM
   for i in 1 2 3 4 5; do
-    local name=node$i dport=$((5677 + i)) hport=$((7999 + i)) boot=()
-    [ "$i" -gt 1 ] && boot=(--bootstrap 127.0.0.1:5678)
+    local name=node$i dport=$((dht0 + i - 1)) hport=$((http0 + i - 1)) boot=()
+    [ "$i" -gt 1 ] && boot=(--bootstrap "127.0.0.1:$dht0")
     NETWORK_KEY=$netkey AUTH_SECRET=$secret LOG_FORMAT=json "$BUILD/p2p-node" --name "$name" \
       --dht-host 127.0.0.1 --dht-port "$dport" --host 127.0.0.1 --port "$hport" \
       --data-dir "$base/$name" "${boot[@]}" >"$base/$name.log" 2>&1 &
-    pids+=($!)
+    DEMO_PIDS+=($!)
     for _ in $(seq 50); do [ -S "$base/$name/rpc.sock" ] && break; sleep 0.1; done
   done
   local token
@@ -122,15 +134,15 @@ p2p-admin demo: 5 nodes on loopback (logs in $base/NAME.log)
   node   DHT (UDP)          HTTP API and dashboard     local socket
 MSG
   for i in 1 2 3 4 5; do
-    printf '  node%d  127.0.0.1:%d     http://127.0.0.1:%d/      %s\n' "$i" $((5677 + i)) \
-      $((7999 + i)) "$base/node$i/rpc.sock"
+    printf '  node%d  127.0.0.1:%d     http://127.0.0.1:%d/      %s\n' "$i" $((dht0 + i - 1)) \
+      $((http0 + i - 1)) "$base/node$i/rpc.sock"
   done
   cat <<MSG
 
 Dashboard login (any node): user admin, password $password   (also in $base/admin.password)
-  curl -s http://127.0.0.1:8000/health
-  curl -s -X POST http://127.0.0.1:8001/api/auth/login -d '{"username":"admin","password":"$password"}'
-  curl -s http://127.0.0.1:8000/metrics | head;  curl -s http://127.0.0.1:8000/api/sd/prometheus
+  curl -s http://127.0.0.1:$http0/health
+  curl -s -X POST http://127.0.0.1:$((http0 + 1))/api/auth/login -d '{"username":"admin","password":"$password"}'
+  curl -s http://127.0.0.1:$http0/metrics | head;  curl -s http://127.0.0.1:$http0/api/sd/prometheus
 
 An admin token (24 h) is in $base/admin.token. Try, from any node's socket:
   export P2P_TOKEN=\$(cat $base/admin.token) P2P_SOCKET=$base/node1/rpc.sock
@@ -139,8 +151,8 @@ An admin token (24 h) is in $base/admin.token. Try, from any node's socket:
   build/p2p-rpc system.node4.node.info                 # one node, through the peer channel
   build/p2p-rpc system.local.dht.put key=hello value=world
   build/p2p-rpc system.node5.dht.get key=hello
-  curl -s -H "Authorization: Bearer \$P2P_TOKEN" http://127.0.0.1:8002/api/nodes
-  curl -s -H "Authorization: Bearer \$P2P_TOKEN" http://127.0.0.1:8000/api/rpc \\
+  curl -s -H "Authorization: Bearer \$P2P_TOKEN" http://127.0.0.1:$((http0 + 2))/api/nodes
+  curl -s -H "Authorization: Bearer \$P2P_TOKEN" http://127.0.0.1:$http0/api/rpc \\
        -d '{"jsonrpc":"2.0","id":1,"method":"system.node3.node.info"}'
 Ctrl-C stops the demo.
 MSG
