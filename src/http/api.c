@@ -18,19 +18,35 @@
 #include "node/members.h"
 #include "rpc/peer.h"
 
+_Static_assert(sizeof(((http_api_t *)0)->health_head) >
+                   sizeof("{\"status\":\"ok\",\"name\":\"\",\"node_id\":\"\",\"uptime_s\":") +
+                       NODE_NAME_MAX + 2 * DHT_ID_LEN,
+               "health_head holds the longest name and the id");
+
 void http_api_health(http_exchange_t *x, http_api_t *api, const http_caller_t *who)
 {
     (void)who;
     node_t *node = api->node;
-    char id[2 * DHT_ID_LEN + 1], body[256];
-    p2p_hex_encode(id, node->id.b, DHT_ID_LEN);
+    if (api->health_head_len == 0) { /* name and id are fixed while the node runs */
+        char id[2 * DHT_ID_LEN + 1];
+        p2p_hex_encode(id, node->id.b, DHT_ID_LEN);
+        /* name is a DNS label and id hex: nothing to escape */
+        int n = snprintf(api->health_head, sizeof(api->health_head),
+                         "{\"status\":\"ok\",\"name\":\"%s\",\"node_id\":\"%s\",\"uptime_s\":",
+                         node->cfg.name, id);
+        api->health_head_len = n > 0 && (size_t)n < sizeof(api->health_head) ? (size_t)n : 0;
+    }
     uint64_t now = p2p_mono_ms();
     uint64_t up = now > node->start_mono_ms ? (now - node->start_mono_ms) / 1000 : 0;
-    /* name is a DNS label and id hex: nothing to escape */
-    int n = snprintf(body, sizeof(body),
-                     "{\"status\":\"ok\",\"name\":\"%s\",\"node_id\":\"%s\",\"uptime_s\":%llu}",
-                     node->cfg.name, id, (unsigned long long)up);
-    http_respond(x, 200, "application/json", body, (size_t)n);
+    char body[sizeof(api->health_head) + 24], digits[24], *q = digits + sizeof(digits);
+    do
+        *--q = (char)('0' + up % 10);
+    while ((up /= 10) != 0);
+    size_t dn = (size_t)(digits + sizeof(digits) - q);
+    memcpy(body, api->health_head, api->health_head_len);
+    memcpy(body + api->health_head_len, q, dn);
+    body[api->health_head_len + dn] = '}';
+    http_respond(x, 200, "application/json", body, api->health_head_len + dn + 1);
 }
 
 /* --- endpoints answered by the node's methods ---------------------------------------------- */
@@ -157,9 +173,9 @@ static json_t *shape_stats(http_api_t *api, json_t *res)
     }
     uint64_t calls, errors;
     http_metrics_rpc_counts(api->metrics, &calls, &errors);
-    json_object_set_new(out, "rpc",
-                        json_pack("{s:I,s:I}", "calls", (json_int_t)calls, "errors",
-                                  (json_int_t)errors));
+    json_object_set_new(
+        out, "rpc",
+        json_pack("{s:I,s:I}", "calls", (json_int_t)calls, "errors", (json_int_t)errors));
     json_object_set_new(out, "ws_clients", json_integer((json_int_t)http_ws_clients(api->ws)));
     if (node->peer) {
         rpc_peer_stats_t ps;

@@ -39,8 +39,10 @@ typedef struct http_api {
     http_metrics_t *metrics;
     http_ws_hub_t *ws;
     struct http_bridge_req *bridge_reqs; /* bridge.c: payloads in flight */
-    bool bridge_stopping;                /* bridge.c: http_bridge_stop holds a pending_stops count */
+    bool bridge_stopping;       /* bridge.c: http_bridge_stop holds a pending_stops count */
     char ui_dir[NODE_PATH_MAX]; /* admin-ui/ directory of static files, "" = none found */
+    char health_head[192];      /* api.c: /health's body up to the uptime, made at the first call */
+    size_t health_head_len;
     int pending_stops;
     void (*stopped_cb)(void *arg);
     void *stopped_arg;
