@@ -119,10 +119,17 @@ int users_view_reload_revoked(users_view_t *v, http_users_db_t *db, uint64_t now
 size_t users_view_n_users(const users_view_t *v);
 size_t users_view_n_revoked(const users_view_t *v);
 
-/* The revocation rule of every door: true when jti was logged out, or sub is a user of the view
- * that is disabled or whose tokens_after is later than iat (wall s, 0 when the token had none). A
- * sub that names no user is not revoked (tokens minted with `p2p-node token`). */
+/* The revocation rule of every door: true when jti was logged out, when jti is a session jti
+ * ("SESSION.RANDOM", rpc_jwt_mint_session) whose session's marker is held (the session was
+ * revoked: users_session_marker), or sub is a user of the view that is disabled or whose
+ * tokens_after is later than iat (wall s, 0 when the token had none). A sub that names no user
+ * is not revoked (tokens minted with `p2p-node token`). */
 bool users_view_revoked(const users_view_t *v, const char *jti, const char *sub, uint64_t iat);
+
+/* The revoked-jti entry that ends every access token of a login session: "f." and the session's
+ * id in hex (a session jti's prefix). It never equals a token's jti, which is hex or hex.hex. */
+void users_session_marker(const uint8_t id[HTTP_FAMILY_ID_LEN],
+                          char out[3 + 2 * HTTP_FAMILY_ID_LEN]);
 
 /* Writes an Argon2id hash string with the current limits (http_pwhash_*), a random salt and a
  * random hash: verifying any password against it costs what a real one does and always fails.

@@ -52,17 +52,42 @@ json_t *users_body_object(http_exchange_t *x, bool empty_ok)
     return j;
 }
 
+/* Lifetime of the access tokens this node mints, in seconds (TOKEN_EXPIRE_MINUTES). */
+static uint64_t access_ttl(const node_t *node)
+{
+    int minutes = node->cfg.token_expire_minutes > 0 ? node->cfg.token_expire_minutes : 60;
+    return (uint64_t)minutes * 60;
+}
+
+/* Ends every access token minted for session f (its marker, kept as long as the newest of them
+ * can live, replicated like a logout). A full revoked set is logged: the session itself is ended
+ * already, its access tokens then live until they expire. */
+static void revoke_session_tokens(http_users_t *u, const http_family_t *f, uint64_t now_s)
+{
+    http_revoked_t r;
+    users_session_marker(f->id, r.jti);
+    r.expires = now_s + access_ttl(u->node) + RPC_JWT_LEEWAY_S;
+    int a = http_revoked_add(u->db, r.jti, r.expires);
+    if (a < 0) {
+        node_log(u->node->log, NODE_LOG_WARNING,
+                 "cannot revoke the access tokens of an ended session", "user", f->user, "err",
+                 a == -ENOSPC ? "too many revoked tokens" : "database error", NULL);
+        return;
+    }
+    users_sync_changed_revoked(u, &r);
+}
+
 void users_answer_pair(http_users_t *u, http_exchange_t *x, const char *user, rpc_role_t role,
                        const char *refresh, const http_family_t *f, uint64_t now_s)
 {
     node_t *node = u->node;
     rpc_auth_config_t auth;
     node_auth_config(node, &auth);
-    int minutes = node->cfg.token_expire_minutes > 0 ? node->cfg.token_expire_minutes : 60;
-    uint64_t ttl = (uint64_t)minutes * 60;
-    char *access = NULL;
-    if (rpc_jwt_mint(node->auth_secret, node->auth_secret_len, rpc_role_name(role), user,
-                     auth.audience, ttl, now_s, &access) < 0) {
+    uint64_t ttl = access_ttl(node);
+    char *access = NULL, session[2 * HTTP_FAMILY_ID_LEN + 1];
+    p2p_hex_encode(session, f->id, HTTP_FAMILY_ID_LEN); /* revoking f ends this token too */
+    if (rpc_jwt_mint_session(node->auth_secret, node->auth_secret_len, rpc_role_name(role), user,
+                             auth.audience, ttl, now_s, session, &access) < 0) {
         http_respond_error(x, 500, RPC_ERR_INTERNAL, "cannot mint a token", NULL);
         return;
     }
@@ -137,6 +162,7 @@ void http_users_refresh(http_exchange_t *x, http_api_t *api, const http_caller_t
     }
     if (rc == HTTP_REFRESH_REUSED) {
         users_sync_changed_family(u, &f);
+        revoke_session_tokens(u, &f, now_s);
         node_log(u->node->log, NODE_LOG_WARNING, "refresh token reused: session revoked", "user",
                  f.user, "client", http_exchange_request(x)->client_ip, NULL);
     }
@@ -146,7 +172,10 @@ void http_users_refresh(http_exchange_t *x, http_api_t *api, const http_caller_t
     }
     http_user_t usr;
     if (http_user_get(u->db, f.user, &usr) < 0 || usr.deleted || usr.disabled) {
-        if (http_family_revoke(u->db, f.id, &f) == 1) users_sync_changed_family(u, &f);
+        if (http_family_revoke(u->db, f.id, &f) == 1) {
+            users_sync_changed_family(u, &f);
+            revoke_session_tokens(u, &f, now_s);
+        }
         unauthenticated(x, "the session's user no longer exists");
         return;
     }
@@ -206,7 +235,10 @@ static int logout_session(http_users_t *u, http_exchange_t *x, json_t *t)
         http_respond_error(x, 500, RPC_ERR_INTERNAL, "database error", NULL);
         return -1;
     }
-    if (r == 1) users_sync_changed_family(u, &f);
+    if (r == 1) {
+        users_sync_changed_family(u, &f);
+        revoke_session_tokens(u, &f, p2p_wall_ms() / 1000);
+    }
     return 1;
 }
 

@@ -250,6 +250,16 @@ int users_view_reload_revoked(users_view_t *v, http_users_db_t *db, uint64_t now
     return (int)v->n_revoked;
 }
 
+void users_session_marker(const uint8_t id[HTTP_FAMILY_ID_LEN],
+                          char out[3 + 2 * HTTP_FAMILY_ID_LEN])
+{
+    out[0] = 'f';
+    out[1] = '.';
+    p2p_hex_encode(out + 2, id, HTTP_FAMILY_ID_LEN);
+}
+
+_Static_assert(2 * HTTP_FAMILY_ID_LEN <= RPC_MAX_SESSION_PREFIX, "a session id is a jti prefix");
+
 bool users_view_revoked(const users_view_t *v, const char *jti, const char *sub, uint64_t iat)
 {
     size_t len = jti ? strlen(jti) : 0;
@@ -257,6 +267,14 @@ bool users_view_revoked(const users_view_t *v, const char *jti, const char *sub,
         uint8_t h[16];
         jti_hash(v, jti, len, h);
         if (slot_find(v->slots, v->cap_slots, h)->expires) return true;
+        const size_t sl = 2 * HTTP_FAMILY_ID_LEN;
+        if (len > sl && jti[sl] == '.') { /* a session's token: is the session revoked? */
+            char marker[3 + 2 * HTTP_FAMILY_ID_LEN] = "f.";
+            memcpy(marker + 2, jti, sl);
+            marker[2 + sl] = '\0';
+            jti_hash(v, marker, 2 + sl, h);
+            if (slot_find(v->slots, v->cap_slots, h)->expires) return true;
+        }
     }
     const users_view_user_t *e = sub && sub[0] ? users_view_user(v, sub) : NULL;
     if (!e) return false;

@@ -51,16 +51,22 @@ fail:
     return r;
 }
 
-int rpc_jwt_mint_ex(const uint8_t *secret, size_t secret_len, const char *role, const char *sub,
-                    const char *aud, uint64_t ttl_s, uint64_t now_s, const char *const *targets,
-                    size_t n_targets, const char *const *methods, size_t n_methods, char **out)
+/* The minting of both entry points; session: NULL, or the hex prefix of the jti. */
+static int mint(const uint8_t *secret, size_t secret_len, const char *role, const char *sub,
+                const char *aud, uint64_t ttl_s, uint64_t now_s, const char *const *targets,
+                size_t n_targets, const char *const *methods, size_t n_methods, const char *session,
+                char **out)
 {
     jwt_t *jwt = NULL;
     uint8_t rnd[16];
-    char jti[sizeof(rnd) * 2 + 1];
+    char jti[RPC_MAX_JTI + 1];
     int r = -EINVAL;
 
     *out = NULL;
+    size_t sl = session ? strlen(session) : 0;
+    if (session &&
+        (sl == 0 || sl > RPC_MAX_SESSION_PREFIX || strspn(session, "0123456789abcdef") != sl))
+        return -EINVAL;
     if (!secret || secret_len == 0 || secret_len > INT32_MAX || rpc_role_parse(role) < 0 || !sub ||
         strlen(sub) > RPC_MAX_SUB || !aud || ttl_s == 0 || now_s > INT64_MAX / 2 ||
         ttl_s > INT64_MAX / 2 || n_targets > RPC_MAX_ACL_PATTERNS ||
@@ -68,7 +74,13 @@ int rpc_jwt_mint_ex(const uint8_t *secret, size_t secret_len, const char *role, 
         return -EINVAL;
     if (jwt_new(&jwt) != 0) return -ENOMEM;
     randombytes_buf(rnd, sizeof(rnd));
-    p2p_hex_encode(jti, rnd, sizeof(rnd));
+    if (session) { /* SESSION.RANDOM: RPC_MAX_SESSION_PREFIX + 1 + 24 <= RPC_MAX_JTI */
+        memcpy(jti, session, sl);
+        jti[sl] = '.';
+        p2p_hex_encode(jti + sl + 1, rnd, 12);
+    } else {
+        p2p_hex_encode(jti, rnd, sizeof(rnd));
+    }
     if (jwt_add_grant(jwt, "sub", sub) || jwt_add_grant(jwt, "role", role) ||
         jwt_add_grant(jwt, "aud", aud) || jwt_add_grant(jwt, "jti", jti) ||
         jwt_add_grant_int(jwt, "iat", (long)now_s) || jwt_add_grant_int(jwt, "nbf", (long)now_s) ||
@@ -92,10 +104,28 @@ fail:
     return r;
 }
 
+_Static_assert(RPC_MAX_SESSION_PREFIX + 1 + 24 <= RPC_MAX_JTI, "a session jti fits RPC_MAX_JTI");
+
+int rpc_jwt_mint_ex(const uint8_t *secret, size_t secret_len, const char *role, const char *sub,
+                    const char *aud, uint64_t ttl_s, uint64_t now_s, const char *const *targets,
+                    size_t n_targets, const char *const *methods, size_t n_methods, char **out)
+{
+    return mint(secret, secret_len, role, sub, aud, ttl_s, now_s, targets, n_targets, methods,
+                n_methods, NULL, out);
+}
+
 int rpc_jwt_mint(const uint8_t *secret, size_t secret_len, const char *role, const char *sub,
                  const char *aud, uint64_t ttl_s, uint64_t now_s, char **out)
 {
-    return rpc_jwt_mint_ex(secret, secret_len, role, sub, aud, ttl_s, now_s, NULL, 0, NULL, 0, out);
+    return mint(secret, secret_len, role, sub, aud, ttl_s, now_s, NULL, 0, NULL, 0, NULL, out);
+}
+
+int rpc_jwt_mint_session(const uint8_t *secret, size_t secret_len, const char *role,
+                         const char *sub, const char *aud, uint64_t ttl_s, uint64_t now_s,
+                         const char *session, char **out)
+{
+    if (!session) return -EINVAL;
+    return mint(secret, secret_len, role, sub, aud, ttl_s, now_s, NULL, 0, NULL, 0, session, out);
 }
 
 bool rpc_glob_match(const char *p, const char *s)

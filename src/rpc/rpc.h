@@ -258,7 +258,15 @@ int rpc_jwt_mint_ex(const uint8_t *secret, size_t secret_len, const char *role, 
                     const char *aud, uint64_t ttl_s, uint64_t now_s, const char *const *targets,
                     size_t n_targets, const char *const *methods, size_t n_methods, char **out);
 
-/* An upper bound of the bytes msgpack_pack_object(o) writes (o already validated: bounded depth). */
+/* rpc_jwt_mint for a login session: the jti is "SESSION.RANDOM" (session: 1..
+ * RPC_MAX_SESSION_PREFIX lowercase hex digits), so a revocation callback can end every access
+ * token of a session at once. Returns 0 and *out, or -EINVAL / -ENOMEM. */
+int rpc_jwt_mint_session(const uint8_t *secret, size_t secret_len, const char *role,
+                         const char *sub, const char *aud, uint64_t ttl_s, uint64_t now_s,
+                         const char *session, char **out);
+
+/* An upper bound of the bytes msgpack_pack_object(o) writes (o already validated: bounded depth).
+ */
 size_t rpc_packed_size_bound(const msgpack_object *o);
 
 /* Initialises sb with room for n bytes at once, so packing a big object (a file chunk) does not

@@ -66,12 +66,8 @@ def req(node, method, path, body=None, token=None, source=None, raw=None):
 
 
 def api_status(node, token):
-    """The status of GET /api/info with token: 200 when accepted, 401 when refused. Until the
-    JSON-RPC bridge (bridge.c) is built in, an accepted token meets its 503 UNAVAILABLE instead:
-    counted as 200 (the token check is routes.c's and comes first)."""
+    """The status of GET /api/info with token: 200 when accepted, 401 when refused."""
     st, _, j = req(node, "GET", "/api/info", token=token)
-    if st == 503 and "bridge" in str(j):
-        return 200
     return st
 
 
@@ -171,6 +167,16 @@ def test_refresh_rotation_and_reuse(e):
     assert st == 401 and error_code(j) == p2p.UNAUTHENTICATED, (st, j)
     st, _, j = refresh(e.a, rt2)
     assert st == 401 and "revoked" in j["error"]["message"], (st, j)
+    # ... and every access token of the session ends with it (the thief's and the owner's), here
+    # and on the other nodes, while another session of the same user goes on
+    other = e.good_login()["access_token"]
+    for at in (js["access_token"], r2["access_token"]):
+        assert claims(at)["jti"].startswith(claims(js["access_token"])["jti"].split(".")[0] + "."), at
+        assert api_status(e.a, at) == 401
+        assert socket_auth(e.a, at) == p2p.UNAUTHENTICATED
+        p2p.wait_until(lambda: api_status(e.b, at) == 401, 10, interval=0.2,
+                       what="b1 refusing an access token of the revoked session")
+    assert api_status(e.a, other) == 200 and api_status(e.b, other) == 200
     # not a refresh token at all
     st, _, j = refresh(e.a, "p2r1.garbage")
     assert st == 401, (st, j)
@@ -221,6 +227,13 @@ def test_logout(e):
     assert st == 401 and error_code(j) == p2p.UNAUTHENTICATED, (st, j)
     # a token logged out elsewhere: other sessions of the user still work
     assert api_status(e.a, e.good_login()["access_token"]) == 200
+    # logging out with the refresh token alone ends the session's access tokens too
+    js = e.good_login()
+    st, _, j = req(e.a, "POST", "/api/auth/logout", {"refresh_token": js["refresh_token"]})
+    assert st == 200 and j == {"access_token_revoked": False, "session_revoked": True}, (st, j)
+    assert api_status(e.a, js["access_token"]) == 401
+    p2p.wait_until(lambda: api_status(e.c, js["access_token"]) == 401, 10, interval=0.2,
+                   what="c1 refusing the access token of a logged-out session")
 
 
 def test_brute_force_per_ip(e):

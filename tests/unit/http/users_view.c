@@ -1,5 +1,6 @@
 /* users_view.c: unit tests for src/http/users_view.c: the jti set (membership, later expiry kept,
- * growth past its first table, limits), the per-user rule (tokens_after against iat, disabled,
+ * growth past its first table, limits), session markers (every access token of a revoked login
+ * session), the per-user rule (tokens_after against iat, disabled,
  * unknown subjects), reloading from a real node.db with the changed rows reported, the jti set
  * rebuilt without expired tokens, the hook node->token_revoked points to, and the dummy hash
  * (current limits, never matches). */
@@ -53,6 +54,37 @@ static void test_jti_set(void **state)
     }
     users_view_free(v);
     users_view_free(NULL);
+}
+
+static void test_session_marker(void **state)
+{
+    (void)state;
+    users_view_t *v = users_view_new();
+    assert_non_null(v);
+    uint8_t id[HTTP_FAMILY_ID_LEN], other[HTTP_FAMILY_ID_LEN];
+    for (int i = 0; i < HTTP_FAMILY_ID_LEN; i++) {
+        id[i] = (uint8_t)(0x10 + i);
+        other[i] = (uint8_t)(0x90 + i);
+    }
+    char marker[3 + 2 * HTTP_FAMILY_ID_LEN];
+    users_session_marker(id, marker);
+    assert_string_equal(marker, "f.101112131415161718191a1b1c1d1e1f");
+    static const char tok[] = "101112131415161718191a1b1c1d1e1f.0123456789abcdef01234567";
+    static const char tok_other[] = "909192939495969798999a9b9c9d9e9f.0123456789abcdef01234567";
+    assert_int_equal(users_view_add_revoked(v, "unrelated", NOW_S + 60), 1);
+    assert_false(users_view_revoked(v, tok, "alice", NOW_S));
+    assert_int_equal(users_view_add_revoked(v, marker, NOW_S + 60), 1);
+    /* every token of the session, whatever its random part; not another session's, not a
+     * token without a session, not a jti that only looks like the marker's prefix */
+    assert_true(users_view_revoked(v, tok, "alice", NOW_S));
+    assert_true(users_view_revoked(v, "101112131415161718191a1b1c1d1e1f.ffff", "", 0));
+    assert_false(users_view_revoked(v, tok_other, "alice", NOW_S));
+    assert_false(users_view_revoked(v, "101112131415161718191a1b1c1d1e1f", "", 0));
+    assert_false(users_view_revoked(v, "101112131415161718191a1b1c1d1e1f-ffff", "", 0));
+    users_session_marker(other, marker);
+    assert_int_equal(users_view_add_revoked(v, marker, NOW_S + 60), 1);
+    assert_true(users_view_revoked(v, tok_other, "", 0));
+    users_view_free(v);
 }
 
 static void test_jti_limit(void **state)
@@ -217,6 +249,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_jti_set),
+        cmocka_unit_test(test_session_marker),
         cmocka_unit_test(test_jti_limit),
         cmocka_unit_test(test_user_rule),
         cmocka_unit_test_setup_teardown(test_reload, setup, teardown),

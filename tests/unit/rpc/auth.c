@@ -410,6 +410,44 @@ static void test_jti_iat_claims(void **state)
     }
 }
 
+static void test_session_jti(void **state)
+{
+    (void)state;
+    static const char sess[] = "00112233445566778899aabbccddeeff";
+    char *tok = NULL, *tok2 = NULL;
+    rpc_principal_t p;
+    assert_int_equal(rpc_jwt_mint_session(secret, sizeof(secret), "admin", "alice", "p2p-admin",
+                                          600, NOW, sess, &tok),
+                     0);
+    assert_int_equal(verify(&auth, tok, NOW, &p), 0);
+    /* SESSION.RANDOM: the session, a dot, 24 hex digits, different each time */
+    assert_int_equal(strlen(p.jti), sizeof(sess) - 1 + 1 + 24);
+    assert_memory_equal(p.jti, sess, sizeof(sess) - 1);
+    assert_int_equal(p.jti[sizeof(sess) - 1], '.');
+    char first[RPC_MAX_JTI + 1];
+    strcpy(first, p.jti);
+    assert_int_equal(rpc_jwt_mint_session(secret, sizeof(secret), "admin", "alice", "p2p-admin",
+                                          600, NOW, sess, &tok2),
+                     0);
+    assert_int_equal(verify(&auth, tok2, NOW, &p), 0);
+    assert_string_not_equal(first, p.jti);
+    free(tok);
+    free(tok2);
+    /* a session id is 1..RPC_MAX_SESSION_PREFIX lowercase hex digits */
+    static const char *const bad[] = {"", "ABCDEF", "00112233445566778899aabbccddeeff0", "ab.cd",
+                                      "f."};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        tok = NULL;
+        assert_int_equal(rpc_jwt_mint_session(secret, sizeof(secret), "admin", "a", "p2p-admin", 60,
+                                              NOW, bad[i], &tok),
+                         -EINVAL);
+        assert_null(tok);
+    }
+    assert_int_equal(rpc_jwt_mint_session(secret, sizeof(secret), "admin", "a", "p2p-admin", 60,
+                                          NOW, NULL, &tok),
+                     -EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -427,6 +465,7 @@ int main(void)
         cmocka_unit_test(test_acl_malformed_claims),
         cmocka_unit_test(test_revocation),
         cmocka_unit_test(test_jti_iat_claims),
+        cmocka_unit_test(test_session_jti),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
