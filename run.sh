@@ -137,6 +137,7 @@ MSG
     printf '  node%d  127.0.0.1:%d     http://127.0.0.1:%d/      %s\n' "$i" $((dht0 + i - 1)) \
       $((http0 + i - 1)) "$base/node$i/rpc.sock"
   done
+  local rpc=${BUILD#"$ROOT"/}/p2p-rpc # build/p2p-rpc unless DEMO_BUILD names another
   cat <<MSG
 
 Dashboard login (any node): user admin, password $password   (also in $base/admin.password)
@@ -146,11 +147,11 @@ Dashboard login (any node): user admin, password $password   (also in $base/admi
 
 An admin token (24 h) is in $base/admin.token. Try, from any node's socket:
   export P2P_TOKEN=\$(cat $base/admin.token) P2P_SOCKET=$base/node1/rpc.sock
-  build/p2p-rpc nodes                                  # every node of the network, up or down
-  build/p2p-rpc 'system.*.node.info'                   # fan-out to all 5 nodes
-  build/p2p-rpc system.node4.node.info                 # one node, through the peer channel
-  build/p2p-rpc system.local.dht.put key=hello value=world
-  build/p2p-rpc system.node5.dht.get key=hello
+  $rpc nodes                                  # every node of the network, up or down
+  $rpc 'system.*.node.info'                   # fan-out to all 5 nodes
+  $rpc system.node4.node.info                 # one node, through the peer channel
+  $rpc system.local.dht.put key=hello value=world
+  $rpc system.node5.dht.get key=hello
   curl -s -H "Authorization: Bearer \$P2P_TOKEN" http://127.0.0.1:$((http0 + 2))/api/nodes
   curl -s -H "Authorization: Bearer \$P2P_TOKEN" http://127.0.0.1:$http0/api/rpc \\
        -d '{"jsonrpc":"2.0","id":1,"method":"system.node3.node.info"}'

@@ -143,6 +143,9 @@ def check_run(c, text):
     assert st == 200, (st, body)
     names = sorted(n.get("name") for n in (body if isinstance(body, list) else body.get("nodes", [])))
     assert names == ["node%d" % i for i in range(1, 6)], body
+    # the p2p-rpc it tells to run is there
+    m = re.search(r"^\s+(\S*p2p-rpc) nodes", text, re.M)
+    assert m and os.access(os.path.join(ROOT, m.group(1)), os.X_OK), (m and m.group(1), text)
     # the admin token and socket it prints
     with open(os.path.join(c.dir, "admin.token")) as f:
         tok = f.read().strip()
