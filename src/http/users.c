@@ -60,9 +60,9 @@ static uint64_t access_ttl(const node_t *node)
 }
 
 /* Ends every access token minted for session f (its marker, kept as long as the newest of them
- * can live, replicated like a logout). A full revoked set is logged: the session itself is ended
- * already, its access tokens then live until they expire. */
-static void revoke_session_tokens(http_users_t *u, const http_family_t *f, uint64_t now_s)
+ * can live, replicated like a logout). Returns false when the marker could not be stored (logged:
+ * the session itself is ended already, its access tokens then live until they expire). */
+static bool revoke_session_tokens(http_users_t *u, const http_family_t *f, uint64_t now_s)
 {
     http_revoked_t r;
     users_session_marker(f->id, r.jti);
@@ -72,9 +72,10 @@ static void revoke_session_tokens(http_users_t *u, const http_family_t *f, uint6
         node_log(u->node->log, NODE_LOG_WARNING,
                  "cannot revoke the access tokens of an ended session", "user", f->user, "err",
                  a == -ENOSPC ? "too many revoked tokens" : "database error", NULL);
-        return;
+        return false;
     }
     users_sync_changed_revoked(u, &r);
+    return true;
 }
 
 void users_answer_pair(http_users_t *u, http_exchange_t *x, const char *user, rpc_role_t role,
@@ -186,25 +187,40 @@ void http_users_refresh(http_exchange_t *x, http_api_t *api, const http_caller_t
 
 /* --- logout -------------------------------------------------------------------------------- */
 
-/* Revokes the bearer token's jti until it would expire anyway. Returns 1 when revoked, 0 when it
- * has no jti, or answers x and returns -1. */
-static int logout_access(http_users_t *u, http_exchange_t *x, const http_caller_t *who,
-                         uint64_t now_s)
+/* Checks the bearer token of a logout: every check but revocation (logging out twice is not an
+ * error). Returns 0 and *p, or answers x and returns -1. */
+static int logout_verify(http_users_t *u, http_exchange_t *x, const http_caller_t *who,
+                         uint64_t now_s, rpc_principal_t *p)
 {
     rpc_auth_config_t auth;
-    rpc_principal_t p;
     const char *why;
     node_auth_config(u->node, &auth);
-    auth.is_revoked = NULL; /* logging out twice is not an error */
-    if (rpc_jwt_verify(&auth, who->token, who->token_len, now_s, &p, &why) < 0) {
+    auth.is_revoked = NULL;
+    if (rpc_jwt_verify(&auth, who->token, who->token_len, now_s, p, &why) < 0) {
         http_add_header(x, "WWW-Authenticate", "Bearer");
         unauthenticated(x, why);
         return -1;
     }
-    if (!p.jti[0]) return 0;
+    return 0;
+}
+
+/* Revokes the bearer token's jti until it would expire anyway, unless it is a token of session
+ * `ended` (whose entry covers it: one row, not two, per logout). Returns 1 when revoked, 0 when
+ * it has no jti, or answers x and returns -1. */
+static int logout_access(http_users_t *u, http_exchange_t *x, const rpc_principal_t *p,
+                         const uint8_t *ended)
+{
+    if (!p->jti[0]) return 0;
+    if (ended) {
+        char sess[2 * HTTP_FAMILY_ID_LEN + 1];
+        p2p_hex_encode(sess, ended, HTTP_FAMILY_ID_LEN);
+        if (strncmp(p->jti, sess, 2 * HTTP_FAMILY_ID_LEN) == 0 &&
+            p->jti[2 * HTTP_FAMILY_ID_LEN] == '.')
+            return 1;
+    }
     http_revoked_t r;
-    snprintf(r.jti, sizeof(r.jti), "%s", p.jti);
-    r.expires = p.exp + RPC_JWT_LEEWAY_S; /* the token is accepted until then */
+    snprintf(r.jti, sizeof(r.jti), "%s", p->jti);
+    r.expires = p->exp + RPC_JWT_LEEWAY_S; /* the token is accepted until then */
     int a = http_revoked_add(u->db, r.jti, r.expires);
     if (a < 0) {
         if (a == -ENOSPC)
@@ -217,19 +233,21 @@ static int logout_access(http_users_t *u, http_exchange_t *x, const http_caller_
     return 1;
 }
 
-/* Revokes the session of a refresh token. Returns 1 when it is revoked (now or before), 0 when
- * this node does not know it, or answers x and returns -1. */
-static int logout_session(http_users_t *u, http_exchange_t *x, json_t *t)
+/* Revokes the session of a refresh token; *marked tells that ended[] holds its id and its
+ * access tokens' entry was added now. Returns 1 when it is revoked (now or before), 0 when this
+ * node does not know it, or answers x and returns -1. */
+static int logout_session(http_users_t *u, http_exchange_t *x, json_t *t, uint64_t now_s,
+                          uint8_t ended[HTTP_FAMILY_ID_LEN], bool *marked)
 {
-    uint8_t id[HTTP_FAMILY_ID_LEN];
     uint64_t counter;
+    *marked = false;
     if (http_refresh_decode(u->refresh_key, u->has_prev ? u->refresh_prev : NULL,
-                            json_string_value(t), json_string_length(t), id, &counter) < 0) {
+                            json_string_value(t), json_string_length(t), ended, &counter) < 0) {
         unauthenticated(x, refresh_why(HTTP_REFRESH_INVALID));
         return -1;
     }
     http_family_t f;
-    int r = http_family_revoke(u->db, id, &f);
+    int r = http_family_revoke(u->db, ended, &f);
     if (r == -ENOENT) return 0;
     if (r < 0) {
         http_respond_error(x, 500, RPC_ERR_INTERNAL, "database error", NULL);
@@ -237,7 +255,7 @@ static int logout_session(http_users_t *u, http_exchange_t *x, json_t *t)
     }
     if (r == 1) {
         users_sync_changed_family(u, &f);
-        revoke_session_tokens(u, &f, p2p_wall_ms() / 1000);
+        *marked = revoke_session_tokens(u, &f, now_s);
     }
     return 1;
 }
@@ -264,8 +282,12 @@ void http_users_logout(http_exchange_t *x, http_api_t *api, const http_caller_t 
     }
     uint64_t now_s = p2p_wall_ms() / 1000;
     int access = 0, session = 0;
-    if (who->token && (access = logout_access(u, x, who, now_s)) < 0) goto done;
-    if (t && (session = logout_session(u, x, t)) < 0) goto done;
+    rpc_principal_t p;
+    uint8_t ended[HTTP_FAMILY_ID_LEN];
+    bool marked = false;
+    if (who->token && logout_verify(u, x, who, now_s, &p) < 0) goto done;
+    if (t && (session = logout_session(u, x, t, now_s, ended, &marked)) < 0) goto done;
+    if (who->token && (access = logout_access(u, x, &p, marked ? ended : NULL)) < 0) goto done;
     json_t *res =
         json_pack("{s:b,s:b}", "access_token_revoked", access > 0, "session_revoked", session > 0);
     char *text = res ? json_dumps(res, JSON_COMPACT) : NULL;

@@ -234,6 +234,14 @@ def test_logout(e):
     assert api_status(e.a, js["access_token"]) == 401
     p2p.wait_until(lambda: api_status(e.c, js["access_token"]) == 401, 10, interval=0.2,
                    what="c1 refusing the access token of a logged-out session")
+    # a bearer of one session and the refresh token of another: both end, the bearer's session not
+    one, two = e.good_login(), e.good_login()
+    st, _, j = req(e.a, "POST", "/api/auth/logout", {"refresh_token": two["refresh_token"]},
+                   token=one["access_token"])
+    assert st == 200 and j == {"access_token_revoked": True, "session_revoked": True}, (st, j)
+    assert api_status(e.a, one["access_token"]) == 401 and api_status(e.a, two["access_token"]) == 401
+    st, _, j = refresh(e.a, one["refresh_token"])
+    assert st == 200 and api_status(e.a, j["access_token"]) == 200, (st, j)
 
 
 def test_brute_force_per_ip(e):
