@@ -18,6 +18,18 @@ void p2p_hex_encode(char *out, const uint8_t *in, size_t len)
     out[2 * len] = '\0';
 }
 
+size_t p2p_u64_dec(char *out, uint64_t v)
+{
+    char d[P2P_U64_DEC_MAX], *q = d + sizeof(d);
+    do
+        *--q = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    size_t n = (size_t)(d + sizeof(d) - q);
+    memcpy(out, q, n);
+    out[n] = '\0';
+    return n;
+}
+
 static int hexval(char c)
 {
     if (c >= '0' && c <= '9') return c - '0';

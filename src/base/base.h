@@ -26,6 +26,10 @@ int p2p_b64_decode(uint8_t *out, size_t cap, const char *in, size_t inlen);
  * Returns the string length or -ENOSPC. */
 int p2p_b64_encode(char *out, size_t cap, const uint8_t *in, size_t len);
 
+/* Writes v in decimal and a NUL to out (size >= P2P_U64_DEC_MAX); returns the digit count. */
+#define P2P_U64_DEC_MAX 21
+size_t p2p_u64_dec(char *out, uint64_t v);
+
 /* Big-endian 64-bit integers in byte buffers (wire formats). */
 void p2p_put_be64(uint8_t *p, uint64_t v);
 uint64_t p2p_get_be64(const uint8_t *p);

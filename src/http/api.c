@@ -23,30 +23,29 @@ _Static_assert(sizeof(((http_api_t *)0)->health_head) >
                        NODE_NAME_MAX + 2 * DHT_ID_LEN,
                "health_head holds the longest name and the id");
 
+void http_api_health_init(http_api_t *api)
+{
+    const node_t *node = api->node;
+    char id[2 * DHT_ID_LEN + 1];
+    p2p_hex_encode(id, node->id.b, DHT_ID_LEN);
+    /* name is a DNS label and id hex: nothing to escape; the assertion above: it fits */
+    int n = snprintf(
+        api->health_head, sizeof(api->health_head),
+        "{\"status\":\"ok\",\"name\":\"%s\",\"node_id\":\"%s\",\"uptime_s\":", node->cfg.name, id);
+    api->health_head_len = (size_t)n;
+}
+
 void http_api_health(http_exchange_t *x, http_api_t *api, const http_caller_t *who)
 {
     (void)who;
-    node_t *node = api->node;
-    if (api->health_head_len == 0) { /* name and id are fixed while the node runs */
-        char id[2 * DHT_ID_LEN + 1];
-        p2p_hex_encode(id, node->id.b, DHT_ID_LEN);
-        /* name is a DNS label and id hex: nothing to escape */
-        int n = snprintf(api->health_head, sizeof(api->health_head),
-                         "{\"status\":\"ok\",\"name\":\"%s\",\"node_id\":\"%s\",\"uptime_s\":",
-                         node->cfg.name, id);
-        api->health_head_len = n > 0 && (size_t)n < sizeof(api->health_head) ? (size_t)n : 0;
-    }
+    const node_t *node = api->node;
     uint64_t now = p2p_mono_ms();
     uint64_t up = now > node->start_mono_ms ? (now - node->start_mono_ms) / 1000 : 0;
-    char body[sizeof(api->health_head) + 24], digits[24], *q = digits + sizeof(digits);
-    do
-        *--q = (char)('0' + up % 10);
-    while ((up /= 10) != 0);
-    size_t dn = (size_t)(digits + sizeof(digits) - q);
+    char body[sizeof(api->health_head) + P2P_U64_DEC_MAX + 1];
     memcpy(body, api->health_head, api->health_head_len);
-    memcpy(body + api->health_head_len, q, dn);
-    body[api->health_head_len + dn] = '}';
-    http_respond(x, 200, "application/json", body, api->health_head_len + dn + 1);
+    size_t n = api->health_head_len + p2p_u64_dec(body + api->health_head_len, up);
+    body[n++] = '}';
+    http_respond(x, 200, "application/json", body, n);
 }
 
 /* --- endpoints answered by the node's methods ---------------------------------------------- */

@@ -41,7 +41,7 @@ typedef struct http_api {
     struct http_bridge_req *bridge_reqs; /* bridge.c: payloads in flight */
     bool bridge_stopping;       /* bridge.c: http_bridge_stop holds a pending_stops count */
     char ui_dir[NODE_PATH_MAX]; /* admin-ui/ directory of static files, "" = none found */
-    char health_head[192];      /* api.c: /health's body up to the uptime, made at the first call */
+    char health_head[192];      /* api.c: /health's body up to the uptime (http_api_health_init) */
     size_t health_head_len;
     int pending_stops;
     void (*stopped_cb)(void *arg);
@@ -76,6 +76,10 @@ int http_api_verify(http_api_t *api, const char *token, size_t len, http_caller_
 
 /* --- api.c ------------------------------------------------------------------------------ */
 void http_api_health(http_exchange_t *x, http_api_t *api, const http_caller_t *who);
+
+/* Writes api->health_head, /health's body up to its uptime (name and id are fixed while the node
+ * runs). Called once by http_api_start. */
+void http_api_health_init(http_api_t *api);
 void http_api_info(http_exchange_t *x, http_api_t *api, const http_caller_t *who);
 void http_api_stats(http_exchange_t *x, http_api_t *api, const http_caller_t *who);
 void http_api_peers(http_exchange_t *x, http_api_t *api, const http_caller_t *who);

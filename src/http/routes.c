@@ -230,6 +230,7 @@ int http_api_start(node_t *node, http_api_t **out, char *err, size_t errlen)
     }
     api->node = node;
     find_ui_dir(api);
+    http_api_health_init(api);
     raise_nofile();
     int r;
     if ((r = http_users_start(api, err, errlen)) < 0) goto fail;

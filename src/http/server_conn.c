@@ -466,12 +466,9 @@ static void put(head_t *h, const char *str)
 
 static void put_u(head_t *h, size_t v)
 {
-    char d[24], *q = d + sizeof(d);
-    *--q = '\0';
-    do
-        *--q = (char)('0' + v % 10);
-    while ((v /= 10) != 0);
-    put(h, q);
+    char d[P2P_U64_DEC_MAX];
+    p2p_u64_dec(d, v);
+    put(h, d);
 }
 
 static void count(http_server_t *s, int status)

@@ -131,6 +131,10 @@ bool users_view_revoked(const users_view_t *v, const char *jti, const char *sub,
 void users_session_marker(const uint8_t id[HTTP_FAMILY_ID_LEN],
                           char out[3 + 2 * HTTP_FAMILY_ID_LEN]);
 
+/* Writes the marker of the session a session jti ("SESSION.RANDOM") belongs to; false when jti is
+ * not a session jti (tokens of `p2p-node token`). */
+bool users_jti_session_marker(const char *jti, char out[3 + 2 * HTTP_FAMILY_ID_LEN]);
+
 /* Writes an Argon2id hash string with the current limits (http_pwhash_*), a random salt and a
  * random hash: verifying any password against it costs what a real one does and always fails.
  * Logins of unknown users verify against it. Returns 0 or -EINVAL. */

@@ -211,12 +211,10 @@ static int logout_access(http_users_t *u, http_exchange_t *x, const rpc_principa
                          const uint8_t *ended)
 {
     if (!p->jti[0]) return 0;
-    if (ended) {
-        char sess[2 * HTTP_FAMILY_ID_LEN + 1];
-        p2p_hex_encode(sess, ended, HTTP_FAMILY_ID_LEN);
-        if (strncmp(p->jti, sess, 2 * HTTP_FAMILY_ID_LEN) == 0 &&
-            p->jti[2 * HTTP_FAMILY_ID_LEN] == '.')
-            return 1;
+    char mine[3 + 2 * HTTP_FAMILY_ID_LEN], theirs[sizeof(mine)];
+    if (ended && users_jti_session_marker(p->jti, mine)) {
+        users_session_marker(ended, theirs);
+        if (strcmp(mine, theirs) == 0) return 1;
     }
     http_revoked_t r;
     snprintf(r.jti, sizeof(r.jti), "%s", p->jti);

@@ -260,6 +260,17 @@ void users_session_marker(const uint8_t id[HTTP_FAMILY_ID_LEN],
 
 _Static_assert(2 * HTTP_FAMILY_ID_LEN <= RPC_MAX_SESSION_PREFIX, "a session id is a jti prefix");
 
+bool users_jti_session_marker(const char *jti, char out[3 + 2 * HTTP_FAMILY_ID_LEN])
+{
+    const size_t sl = 2 * HTTP_FAMILY_ID_LEN;
+    if (!jti || strnlen(jti, sl + 1) <= sl || jti[sl] != '.') return false;
+    out[0] = 'f';
+    out[1] = '.';
+    memcpy(out + 2, jti, sl);
+    out[2 + sl] = '\0';
+    return true;
+}
+
 bool users_view_revoked(const users_view_t *v, const char *jti, const char *sub, uint64_t iat)
 {
     size_t len = jti ? strlen(jti) : 0;
@@ -267,12 +278,9 @@ bool users_view_revoked(const users_view_t *v, const char *jti, const char *sub,
         uint8_t h[16];
         jti_hash(v, jti, len, h);
         if (slot_find(v->slots, v->cap_slots, h)->expires) return true;
-        const size_t sl = 2 * HTTP_FAMILY_ID_LEN;
-        if (len > sl && jti[sl] == '.') { /* a session's token: is the session revoked? */
-            char marker[3 + 2 * HTTP_FAMILY_ID_LEN] = "f.";
-            memcpy(marker + 2, jti, sl);
-            marker[2 + sl] = '\0';
-            jti_hash(v, marker, 2 + sl, h);
+        char marker[3 + 2 * HTTP_FAMILY_ID_LEN];
+        if (users_jti_session_marker(jti, marker)) { /* a session's token: session revoked? */
+            jti_hash(v, marker, strlen(marker), h);
             if (slot_find(v->slots, v->cap_slots, h)->expires) return true;
         }
     }

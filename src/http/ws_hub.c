@@ -166,31 +166,26 @@ static void broadcast(hub_t *h, int topic, const char *node, json_t *data)
  * Returns 0 or -EACCES with *why. */
 static int client_auth(ws_client_t *c, const char *token, size_t len, const char **why)
 {
-    rpc_principal_t *p = malloc(sizeof(*p));
+    rpc_principal_t p;
+    rpc_auth_config_t auth;
+    node_auth_config(c->hub->node, &auth);
+    if (rpc_jwt_verify(&auth, token, len, p2p_wall_ms() / 1000, &p, why) < 0) return -EACCES;
+    bool limited = p.n_targets > 0 || p.n_methods > 0;
+    rpc_principal_t *acl = limited ? malloc(sizeof(*acl)) : NULL;
     char *copy = malloc(len + 1);
-    if (!p || !copy) {
-        free(p);
+    if (!copy || (limited && !acl)) {
+        free(acl);
         free(copy);
         *why = "out of memory";
         return -EACCES;
     }
-    rpc_auth_config_t auth;
-    node_auth_config(c->hub->node, &auth);
-    if (rpc_jwt_verify(&auth, token, len, p2p_wall_ms() / 1000, p, why) < 0) {
-        free(p);
-        free(copy);
-        return -EACCES;
-    }
     memcpy(copy, token, len);
     copy[len] = 0;
-    c->role = p->role;
-    snprintf(c->sub, sizeof(c->sub), "%s", p->sub);
-    if (p->n_targets == 0 && p->n_methods == 0) {
-        free(p);
-        p = NULL;
-    }
+    if (acl) *acl = p;
+    c->role = p.role;
+    snprintf(c->sub, sizeof(c->sub), "%s", p.sub);
     free(c->acl);
-    c->acl = p;
+    c->acl = acl;
     free(c->token);
     c->token = copy;
     c->token_len = len;
@@ -363,6 +358,14 @@ static void on_close(void *ctx)
 
 static const http_upgrade_ops_t client_ops = {on_data, NULL, on_close};
 
+/* Frees a client whose connection never opened (no calls, no decoder buffers yet). */
+static void client_free_unopened(ws_client_t *c)
+{
+    free(c->token);
+    free(c->acl);
+    free(c);
+}
+
 /* The token a handshake carries (verified by the route, a bearer header, ?access_token=). Returns
  * 1 when one was found and verified into c, 0 when there is none, -EACCES with *why. */
 static int handshake_token(ws_client_t *c, const http_request_t *req, const http_caller_t *who,
@@ -422,26 +425,20 @@ void http_ws_upgrade(http_exchange_t *x, http_api_t *api, const http_caller_t *w
     c->hub = h;
     http_ws_dec_init(&c->dec, WS_MAX_MESSAGE);
     if (handshake_token(c, req, who, &why) < 0) {
-        free(c->token);
-        free(c->acl);
-        free(c);
+        client_free_unopened(c);
         http_api_error(x, RPC_ERR_UNAUTHENTICATED, why, "access_token");
         return;
     }
     if (http_add_header(x, "Upgrade", "websocket") < 0 ||
         http_add_header(x, "Sec-WebSocket-Accept", accept) < 0) {
-        free(c->token);
-        free(c->acl);
-        free(c);
+        client_free_unopened(c);
         http_respond_error(x, 500, RPC_ERR_INTERNAL, "out of memory", NULL);
         return;
     }
     c->opened_ms = c->last_rx_ms = hub_now(h);
     c->conn = http_upgrade(x, &client_ops, c);
     if (!c->conn) {
-        free(c->token);
-        free(c->acl);
-        free(c);
+        client_free_unopened(c);
         return;
     }
     c->next = h->clients;

@@ -49,7 +49,9 @@
 #define RPC_MAX_TIMEOUT_S 3600 /* largest _timeout accepted */
 #endif
 #ifndef RPC_MAX_JTI
-#define RPC_MAX_JTI            64 /* length of a token's `jti`; longer makes the token invalid */
+#define RPC_MAX_JTI 64 /* length of a token's `jti`; longer makes the token invalid */
+#endif
+#ifndef RPC_MAX_SESSION_PREFIX
 #define RPC_MAX_SESSION_PREFIX 32 /* hex digits of a session id before the `.` of a session jti */
 #endif
 #ifndef RPC_JWT_LEEWAY_S
@@ -64,13 +66,11 @@
 #endif
 
 #ifndef RPC_AUDIT_HASH_SPAN
-#define RPC_AUDIT_HASH_SPAN 4096 /* bytes of a long string/binary argument the audit hash covers   \
-                                  */
+#define RPC_AUDIT_HASH_SPAN 4096 /* bytes of a long string/binary argument the audit hash covers */
 #endif
 
 #ifndef RPC_REPLY_SPLIT
-#define RPC_REPLY_SPLIT 16384 /* a result bigger than this is written after its header, uncopied   \
-                               */
+#define RPC_REPLY_SPLIT 16384 /* a result bigger than this is written after its header, uncopied */
 #endif
 
 #endif

@@ -265,8 +265,7 @@ int rpc_jwt_mint_session(const uint8_t *secret, size_t secret_len, const char *r
                          const char *sub, const char *aud, uint64_t ttl_s, uint64_t now_s,
                          const char *session, char **out);
 
-/* An upper bound of the bytes msgpack_pack_object(o) writes (o already validated: bounded depth).
- */
+/* An upper bound of the bytes msgpack_pack_object(o) writes (o already validated: bounded depth). */
 size_t rpc_packed_size_bound(const msgpack_object *o);
 
 /* Initialises sb with room for n bytes at once, so packing a big object (a file chunk) does not

@@ -10,6 +10,18 @@
 
 #include "base/base.h"
 
+static void u64_dec_values(void **state)
+{
+    (void)state;
+    char d[P2P_U64_DEC_MAX];
+    assert_int_equal(p2p_u64_dec(d, 0), 1);
+    assert_string_equal(d, "0");
+    assert_int_equal(p2p_u64_dec(d, 1234567890), 10);
+    assert_string_equal(d, "1234567890");
+    assert_int_equal(p2p_u64_dec(d, UINT64_MAX), 20);
+    assert_string_equal(d, "18446744073709551615");
+}
+
 static void hex_round_trip(void **state)
 {
     (void)state;
@@ -133,6 +145,7 @@ static void buf_refuses_huge_sizes(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(u64_dec_values),
         cmocka_unit_test(hex_round_trip),
         cmocka_unit_test(hex_rejects_bad_input),
         cmocka_unit_test(b64_round_trip_all_lengths),
